@@ -1,0 +1,329 @@
+"""The RQL / TFQL agent: configuration, train state (a pytree), one pure update, acting.
+
+The whole update is one pure function of ``(state, batch, key)``. It computes one
+scalar loss, ``value_loss + policy_loss + alpha * bc_loss``, whose terms each move
+only their own network (``stop_gradient`` isolates them), and takes one Adam step
+on both networks together, as the authors' release does. ``agent="rql"`` or
+``"tfql"`` changes only the value target.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from rql_lite import losses
+from rql_lite.flow import euler, interpolate, velocity_regression_loss
+from rql_lite.networks import ValueEnsemble, VelocityField
+
+AGENTS = ("rql", "tfql")
+POLICY_LOSSES = ("release", "paper")
+FLOW_TIME_MODES = ("mixed", "grid")
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentConfig:
+    """Every hyperparameter of the agent; defaults are the paper's (Appendix C)."""
+
+    obs_dim: int
+    action_dim: int  # per environment step; the policy emits horizon * action_dim numbers
+    horizon: int = 1  # action-chunk length h
+    flow_steps: int = 10  # K
+    num_values: int = 10  # ensemble size N
+    policy_hidden: tuple[int, ...] = (512, 512, 512, 512)
+    value_hidden: tuple[int, ...] = (512, 512, 512, 512)
+    value_layer_norm: bool = True
+    batch_size: int = 256
+    learning_rate: float = 3e-4
+    discount: float = 0.99
+    tau: float = 0.005  # target-network Polyak rate
+    ema_rate: float = 0.999  # policy EMA used for acting
+    alpha: float = 1.0  # BC coefficient
+    expectile: float = 0.9  # kappa
+    pessimism: float = 0.5  # rho in mean - rho * std
+    agent: str = "rql"  # "rql" (multi-step target) or "tfql" (one-step along flow steps)
+    policy_loss: str = "release"  # "release": interpolants; "paper": reversed points
+    flow_time_mode: str = "mixed"  # "mixed" (release) or "grid" (paper)
+
+    def __post_init__(self):
+        object.__setattr__(self, "policy_hidden", tuple(int(w) for w in self.policy_hidden))
+        object.__setattr__(self, "value_hidden", tuple(int(w) for w in self.value_hidden))
+        positive_ints = ("obs_dim", "action_dim", "horizon", "flow_steps", "num_values", "batch_size")
+        for name in positive_ints:
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                hint = {"flow_steps": " (K, the number of Euler steps)", "horizon": " (h, the action-chunk length)"}
+                raise ValueError(f"{name}{hint.get(name, '')} must be an integer >= 1, got {value!r}")
+        if not 0.0 < self.expectile < 1.0:
+            raise ValueError(f"expectile (kappa) must lie strictly between 0 and 1, got {self.expectile}; 0.5 is SARSA-like, 0.9 is close to max")
+        if not self.alpha >= 0.0:
+            raise ValueError(f"alpha (BC coefficient) must be >= 0, got {self.alpha}")
+        if not self.pessimism >= 0.0:
+            raise ValueError(f"pessimism (rho) must be >= 0, got {self.pessimism}")
+        if not 0.0 <= self.discount <= 1.0:
+            raise ValueError(f"discount must lie in [0, 1], got {self.discount}")
+        for name in ("tau", "ema_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+        if not self.learning_rate > 0.0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        for name, allowed in (("agent", AGENTS), ("policy_loss", POLICY_LOSSES), ("flow_time_mode", FLOW_TIME_MODES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if any(w < 1 for w in self.policy_hidden + self.value_hidden):
+            raise ValueError("hidden layer widths must be >= 1")
+
+    @property
+    def chunk_dim(self) -> int:
+        """Size of the policy's output: ``horizon * action_dim``."""
+        return self.horizon * self.action_dim
+
+    def replace(self, **changes) -> "AgentConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def policy_net(config: AgentConfig) -> VelocityField:
+    return VelocityField(action_dim=config.chunk_dim, hidden_dims=config.policy_hidden)
+
+
+def value_net(config: AgentConfig) -> ValueEnsemble:
+    return ValueEnsemble(num_heads=config.num_values, hidden_dims=config.value_hidden, layer_norm=config.value_layer_norm)
+
+
+def optimizer(config: AgentConfig) -> optax.GradientTransformation:
+    return optax.adam(config.learning_rate)
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything that changes during training, as one pytree (config is static metadata)."""
+
+    step: jax.Array
+    policy_params: Any
+    value_params: Any
+    target_value_params: Any
+    ema_policy_params: Any
+    opt_state: Any
+    config: AgentConfig = flax.struct.field(pytree_node=False)
+
+
+def init_state(config: AgentConfig, key: jax.Array) -> TrainState:
+    """Fresh parameters; target and EMA copies start equal to the online ones."""
+    k_pi, k_v = jax.random.split(key)
+    obs = jnp.zeros((1, config.obs_dim))
+    x = jnp.zeros((1, config.chunk_dim))
+    t = jnp.zeros((1, 1))
+    policy_params = policy_net(config).init(k_pi, obs, x, t)
+    value_params = value_net(config).init(k_v, obs, x, t)
+    params = {"policy": policy_params, "value": value_params}
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        policy_params=policy_params,
+        value_params=value_params,
+        # Copies, not aliases: each leaf gets its own buffer so a training step may donate them all.
+        target_value_params=jax.tree_util.tree_map(jnp.copy, value_params),
+        ema_policy_params=jax.tree_util.tree_map(jnp.copy, policy_params),
+        opt_state=optimizer(config).init(params),
+        config=config,
+    )
+
+
+BATCH_KEYS = ("observations", "actions", "rewards", "masks", "valid", "next_observations")
+
+
+def batch_shapes(config: AgentConfig, batch_size: int) -> dict[str, tuple[int, ...]]:
+    """The shape each batch entry must have."""
+    b, h = batch_size, config.horizon
+    return {
+        "observations": (b, config.obs_dim),
+        "actions": (b, h, config.action_dim),
+        "rewards": (b, h),
+        "masks": (b, h),
+        "valid": (b, h),
+        "next_observations": (b, config.obs_dim),
+    }
+
+
+def check_batch(config: AgentConfig, batch: dict, check_values: bool = True) -> None:
+    """Raise ``ValueError`` naming the first problem with a batch: missing key, shape, NaN/inf."""
+    missing = [k for k in BATCH_KEYS if k not in batch]
+    if missing:
+        raise ValueError(f"batch is missing {missing}; a batch needs {list(BATCH_KEYS)} (see rql_lite.data.sample_chunks)")
+    b = np.shape(batch["observations"])[0] if np.ndim(batch["observations"]) else -1
+    for name, shape in batch_shapes(config, b).items():
+        got = tuple(np.shape(batch[name]))
+        if got != shape:
+            raise ValueError(
+                f"batch[{name!r}] has shape {got} but the config (obs_dim={config.obs_dim}, "
+                f"action_dim={config.action_dim}, horizon={config.horizon}) needs {shape}"
+            )
+    if check_values:
+        for name in BATCH_KEYS:
+            value = batch[name]
+            if isinstance(value, jax.core.Tracer):
+                continue
+            finite = np.isfinite(np.asarray(value))
+            if not finite.all():
+                first = tuple(int(i) for i in np.argwhere(~finite)[0])
+                raise ValueError(f"batch[{name!r}] holds NaN or inf (first at index {first}); clean the dataset before training")
+
+
+def reverse_to(config: AgentConfig, policy_params, obs: jax.Array, actions: jax.Array, flow_time: jax.Array) -> jax.Array:
+    """Reverse the policy's flow from dataset action chunks to flow times ``f``.
+
+    ``actions``: ``(B, h*d)`` (the point at f = 1); ``flow_time``: ``(B,)``. K Euler steps of
+    size ``(1 - f) / K`` backward, velocity at the current (later) time. Returns ``x^f``, ``(B, h*d)``.
+    """
+    policy = policy_net(config)
+    return euler(lambda x, t: policy.apply(policy_params, obs, x, t), actions, 1.0, flow_time, config.flow_steps)
+
+
+def value_targets(state: TrainState, batch: dict, key: jax.Array, policy_params=None) -> dict:
+    """Where the value is trained and towards what: reversed points and their targets.
+
+    Draws flow times f (``sample_flow_times``), reverses each dataset chunk to ``x^f`` with
+    the current policy (``policy_params``, default the state's), and builds the RQL or
+    TFQL target from the target value ensemble. No gradient flows through any output.
+
+    Returns ``flow_time (B,)``, ``x_f (B, h*d)``, ``target (B,)``, ``returns (B,)``,
+    ``bootstrap (B,)``, ``next_env_value (B,)``.
+    """
+    cfg = state.config
+    policy_params = jax.lax.stop_gradient(state.policy_params if policy_params is None else policy_params)
+    policy, value = policy_net(cfg), value_net(cfg)
+    obs, next_obs = batch["observations"], batch["next_observations"]
+    b = obs.shape[0]
+    actions = batch["actions"].reshape(b, cfg.chunk_dim)
+    k_time, k_next = jax.random.split(key)
+
+    flow_time = losses.sample_flow_times(k_time, b, cfg.flow_steps, cfg.flow_time_mode)
+    x_f = reverse_to(cfg, policy_params, obs, actions, flow_time)
+
+    returns, bootstrap = losses.chunk_returns(batch["rewards"], batch["masks"], batch["valid"], cfg.discount)
+    z = jax.random.normal(k_next, (b, cfg.chunk_dim))  # the next chunk starts from fresh noise at f = 0
+    next_env_value = losses.aggregate_ensemble(
+        value.apply(state.target_value_params, next_obs, z, jnp.zeros((b,))), cfg.pessimism
+    )
+    if cfg.agent == "rql":
+        target = losses.rql_value_target(returns, bootstrap, next_env_value)
+    else:
+        # One expanded-MDP step of the current policy from x^f, then the target value there.
+        v_f = policy.apply(policy_params, obs, x_f, flow_time)
+        x_next, f_next = losses.flow_step(v_f, x_f, flow_time, cfg.flow_steps)
+        next_flow_value = losses.aggregate_ensemble(
+            value.apply(state.target_value_params, obs, x_next, f_next), cfg.pessimism
+        )
+        target = losses.tfql_value_target(flow_time, returns, bootstrap, next_env_value, next_flow_value)
+    out = dict(flow_time=flow_time, x_f=x_f, target=target, returns=returns, bootstrap=bootstrap,
+               next_env_value=next_env_value)
+    return jax.tree_util.tree_map(jax.lax.stop_gradient, out)
+
+
+def _loss(params, state: TrainState, batch: dict, key: jax.Array):
+    cfg = state.config
+    policy, value = policy_net(cfg), value_net(cfg)
+    obs = batch["observations"]
+    b = obs.shape[0]
+    actions = batch["actions"].reshape(b, cfg.chunk_dim)
+    k_value, k_noise, k_t = jax.random.split(key, 3)
+
+    # --- value: regress V(s, x^f, f) on the reversed points towards the target ---
+    vt = value_targets(state, batch, k_value, policy_params=params["policy"])
+    flow_time, x_f, target = vt["flow_time"], vt["x_f"], vt["target"]
+    values = value.apply(params["value"], obs, x_f, flow_time)
+    value_loss = losses.value_loss(values, target, cfg.expectile)
+
+    # --- policy: one flow step that the frozen value ensemble scores, plus BC ---
+    frozen_value = jax.lax.stop_gradient(params["value"])
+    x0 = jax.random.normal(k_noise, (b, cfg.chunk_dim))
+    t = jax.random.uniform(k_t, (b,))
+    x_t = interpolate(x0, actions, t[:, None])
+    v_t = policy.apply(params["policy"], obs, x_t, t)
+    # The interpolant feeds both the BC loss and the release-form policy step: one forward pass.
+    chunk_mask = jnp.repeat(batch["valid"], cfg.action_dim, axis=1)  # drop entries past the episode end
+    bc_loss = velocity_regression_loss(v_t, x0, actions, chunk_mask)
+    if cfg.policy_loss == "release":
+        x_step, t_step = losses.flow_step(v_t, x_t, t, cfg.flow_steps)
+    else:
+        v_f = policy.apply(params["policy"], obs, x_f, flow_time)
+        x_step, t_step = losses.flow_step(v_f, x_f, flow_time, cfg.flow_steps)
+    q = value.apply(frozen_value, obs, x_step, t_step)
+    policy_loss = -jnp.mean(q)
+
+    total = value_loss + policy_loss + cfg.alpha * bc_loss
+    metrics = {
+        "total_loss": total,
+        "value_loss": value_loss,
+        "policy_loss": policy_loss,
+        "bc_loss": bc_loss,
+        "value_mean": jnp.mean(values),
+        "target_mean": jnp.mean(target),
+    }
+    return total, metrics
+
+
+def update_unchecked(state: TrainState, batch: dict, key: jax.Array) -> tuple[TrainState, dict]:
+    """One gradient step (pure, traceable): the body that ``train`` scans over."""
+    cfg = state.config
+    params = {"policy": state.policy_params, "value": state.value_params}
+    grads, metrics = jax.grad(_loss, has_aux=True)(params, state, batch, key)
+    updates, opt_state = optimizer(cfg).update(grads, state.opt_state, params)
+    params = optax.apply_updates(params, updates)
+    new_state = state.replace(
+        step=state.step + 1,
+        policy_params=params["policy"],
+        value_params=params["value"],
+        target_value_params=optax.incremental_update(params["value"], state.target_value_params, cfg.tau),
+        ema_policy_params=optax.incremental_update(params["policy"], state.ema_policy_params, 1.0 - cfg.ema_rate),
+        opt_state=opt_state,
+    )
+    return new_state, metrics
+
+
+_update_jit = jax.jit(update_unchecked)
+
+
+def update(state: TrainState, batch: dict, key: jax.Array) -> tuple[TrainState, dict]:
+    """One jitted RQL/TFQL update: ``(state, batch, key) -> (state, metrics)``.
+
+    ``batch`` (see ``batch_shapes``): observations ``(B, obs)``, actions ``(B, h, d)``,
+    rewards/masks/valid ``(B, h)``, next_observations ``(B, obs)`` (the state after the
+    last valid step of the chunk). Shapes are checked against the config, and values
+    for NaN/inf when they are concrete arrays (not under an outer ``jit``).
+    """
+    check_batch(state.config, batch)
+    return _update_jit(state, batch, key)
+
+
+def sample_actions(config: AgentConfig, policy_params, obs: jax.Array, key: jax.Array) -> jax.Array:
+    """Integrate the flow from noise to an action chunk: ``(B, obs) -> (B, h, d)``, clipped to [-1, 1]."""
+    b = obs.shape[0]
+    policy = policy_net(config)
+    z = jax.random.normal(key, (b, config.chunk_dim))
+    x = euler(lambda x, t: policy.apply(policy_params, obs, x, t), z, 0.0, 1.0, config.flow_steps)
+    return jnp.clip(x, -1.0, 1.0).reshape(b, config.horizon, config.action_dim)
+
+
+@jax.jit
+def _act(state: TrainState, obs: jax.Array, key: jax.Array) -> jax.Array:
+    return sample_actions(state.config, state.ema_policy_params, obs, key)
+
+
+def act(state: TrainState, obs, key: jax.Array) -> jax.Array:
+    """Action chunks from the EMA policy: obs ``(B, obs_dim)`` -> ``(B, h, d)``; ``(obs_dim,)`` -> ``(h, d)``."""
+    obs = jnp.asarray(obs, jnp.float32)
+    single = obs.ndim == 1
+    if obs.shape[-1] != state.config.obs_dim or obs.ndim not in (1, 2):
+        raise ValueError(f"observation shape {obs.shape} does not match obs_dim={state.config.obs_dim}; pass (obs_dim,) or (batch, obs_dim)")
+    chunk = _act(state, obs[None] if single else obs, key)
+    return chunk[0] if single else chunk
+
+
+def num_params(params) -> int:
+    return int(sum(math.prod(p.shape) for p in jax.tree_util.tree_leaves(params)))

@@ -1,0 +1,134 @@
+"""Training loop: ``lax.scan`` runs many updates per dispatch, ``vmap`` runs seeds side by side.
+
+The random key of update number ``i`` is ``fold_in(run_key, i)``: it depends only on
+the seed and the step count, so a run resumed from a checkpoint draws exactly the
+batches and noise it would have drawn without the interruption.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rql_lite.agent import AgentConfig, TrainState, init_state, update_unchecked
+from rql_lite.data import ChunkDataset, sample_chunks
+
+
+def seed_keys(seed: int) -> tuple[jax.Array, jax.Array]:
+    """``(init_key, run_key)`` for one integer seed."""
+    init_key, run_key = jax.random.split(jax.random.PRNGKey(seed))
+    return init_key, run_key
+
+
+def train_step(state: TrainState, dataset: ChunkDataset, run_key: jax.Array) -> tuple[TrainState, dict]:
+    """Sample one batch on device and apply one update (pure)."""
+    cfg = state.config
+    k_sample, k_update = jax.random.split(jax.random.fold_in(run_key, state.step))
+    batch = sample_chunks(dataset, k_sample, cfg.batch_size, cfg.horizon)
+    return update_unchecked(state, batch, k_update)
+
+
+def run_updates(state: TrainState, dataset: ChunkDataset, run_key: jax.Array, num_updates: int):
+    """``num_updates`` steps in one ``lax.scan``; returns the state and the mean metrics."""
+
+    def body(state, _):
+        return train_step(state, dataset, run_key)
+
+    state, metrics = jax.lax.scan(body, state, None, length=num_updates)
+    return state, jax.tree_util.tree_map(jnp.mean, metrics)
+
+
+# One seed, and many seeds in one program. ``num_updates`` is static: one compile per chunk size.
+run_updates_jit = jax.jit(run_updates, static_argnums=3, donate_argnums=0)
+run_updates_seeds = jax.jit(
+    jax.vmap(run_updates, in_axes=(0, None, 0, None)), static_argnums=3, donate_argnums=0
+)
+
+
+def init_states(config: AgentConfig, seeds: Sequence[int]) -> tuple[TrainState, jax.Array]:
+    """Stacked train states (leading axis = seed) and the matching run keys ``(S, 2)``."""
+    if len(seeds) == 0:
+        raise ValueError("give at least one seed")
+    keys = [seed_keys(int(s)) for s in seeds]
+    init_keys = jnp.stack([k[0] for k in keys])
+    run_keys = jnp.stack([k[1] for k in keys])
+    states = jax.vmap(lambda k: init_state(config, k))(init_keys)
+    return states, run_keys
+
+
+def unstack(states: TrainState, index: int) -> TrainState:
+    """The state of one seed out of a stacked state."""
+    return jax.tree_util.tree_map(lambda x: x[index], states)
+
+
+def train(
+    config: AgentConfig,
+    dataset: ChunkDataset,
+    seeds: Sequence[int] = (0,),
+    num_steps: int = 1000,
+    steps_per_dispatch: int = 1000,
+    states: TrainState | None = None,
+    callback: Callable[[int, TrainState, dict], dict | None] | None = None,
+    callback_every: int | None = None,
+    progress: bool = True,
+    desc: str = "train",
+) -> tuple[TrainState, list[dict]]:
+    """Train ``len(seeds)`` agents in one vmapped program for ``num_steps`` updates each.
+
+    Args:
+      config, dataset: the agent and its data (``dataset`` dims must match ``config``).
+      seeds: integer seeds; the returned state has a leading axis of this length.
+      num_steps: total updates per seed (counted from the states' current step).
+      steps_per_dispatch: updates per ``lax.scan`` call; the progress bar moves between them.
+      states: stacked states to continue from (resume); default fresh states from ``seeds``.
+      callback: ``callback(step, states, metrics)`` every ``callback_every`` steps (evaluation,
+        checkpoints); a dict it returns is shown in the progress bar.
+      progress: show a tqdm bar with steps/s and losses.
+
+    Returns:
+      ``(states, history)``; history has one dict per dispatch: ``step``, ``wall_s`` and each
+      metric as a ``(num_seeds,)`` numpy array (the mean over that dispatch's updates).
+    """
+    if dataset.obs_dim != config.obs_dim or dataset.action_dim != config.action_dim:
+        raise ValueError(
+            f"dataset has obs_dim={dataset.obs_dim}, action_dim={dataset.action_dim} but the config "
+            f"expects obs_dim={config.obs_dim}, action_dim={config.action_dim}"
+        )
+    if num_steps < 0 or steps_per_dispatch < 1:
+        raise ValueError("num_steps must be >= 0 and steps_per_dispatch >= 1")
+    fresh_states, run_keys = init_states(config, seeds)
+    states = fresh_states if states is None else states
+    start = int(np.asarray(states.step).reshape(-1)[0])
+    stop = start + num_steps
+    callback_every = callback_every or steps_per_dispatch
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=num_steps, desc=desc, unit="step", dynamic_ncols=True)
+    history, extra = [], {}
+    step, t0 = start, time.perf_counter()
+    while step < stop:
+        # Land exactly on callback steps so evaluation happens where it is asked for.
+        n = min(steps_per_dispatch, stop - step, callback_every - step % callback_every)
+        tick = time.perf_counter()
+        states, metrics = run_updates_seeds(states, dataset, run_keys, n)
+        metrics = {k: np.asarray(v) for k, v in metrics.items()}
+        step += n
+        dt = time.perf_counter() - tick
+        history.append({"step": step, "wall_s": time.perf_counter() - t0, **metrics})
+        if callback is not None and step % callback_every == 0:
+            extra = callback(step, states, metrics) or extra
+        if bar is not None:
+            bar.update(n)
+            bar.set_postfix(
+                {"steps/s": f"{n / dt:.1f}", "V": f"{metrics['value_loss'].mean():.3g}",
+                 "pi": f"{metrics['policy_loss'].mean():.3g}", "bc": f"{metrics['bc_loss'].mean():.3g}", **extra}
+            )
+    if bar is not None:
+        bar.close()
+    return states, history
