@@ -15,6 +15,97 @@ def _bench(args) -> int:
     return 0
 
 
+def _parse_overrides(pairs) -> dict:
+    """``["alpha=3", "policy_hidden=256,256"]`` -> ``{"alpha": 3.0, "policy_hidden": (256, 256)}``."""
+    import dataclasses
+
+    from rql_lite.agent import AgentConfig
+
+    types = {f.name: f.type for f in dataclasses.fields(AgentConfig)}
+    out = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ValueError(f"--set takes name=value pairs, got {pair!r}")
+        name, value = pair.split("=", 1)
+        if name not in types:
+            raise ValueError(f"--set: unknown hyperparameter {name!r}; valid: {sorted(types)}")
+        kind = str(types[name])
+        try:
+            if "tuple" in kind:
+                out[name] = tuple(int(v) for v in value.split(","))
+            elif kind == "int":
+                out[name] = int(value)
+            elif kind == "float":
+                out[name] = float(value)
+            elif kind == "bool":
+                out[name] = value.lower() in ("1", "true", "yes")
+            else:
+                out[name] = value
+        except ValueError:
+            raise ValueError(f"--set {name}: cannot read {value!r} as {kind}") from None
+    return out
+
+
+def _train(args) -> int:
+    from rql_lite.experiment import RunSpec, run
+
+    spec = RunSpec(task=args.task, agent=args.agent, seeds=tuple(args.seeds), steps=args.steps, dataset=args.dataset,
+                   out=args.out, profile=args.profile, overrides=_parse_overrides(args.set),
+                   eval_every=args.eval_every, eval_episodes=args.eval_episodes, save_every=args.save_every,
+                   dataset_episodes=args.dataset_episodes, data_dir=args.data_dir, workers=args.workers,
+                   video_episodes=args.video_episodes)
+    try:
+        records = run(spec, resume=args.resume, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        return 130
+    for r in records:
+        print(f"seed {r['seed']}: success rate {r['final_success_rate']} after {r['steps']} steps "
+              f"({r['wall_time_s']:.0f} s on {r['device']})")
+    print(f"records in {args.out}/records/")
+    return 0
+
+
+def _generate(args) -> int:
+    from rql_lite.datagen import generate_dataset
+
+    result = generate_dataset(args.name, args.out, num_episodes=args.episodes, seed=args.seed, workers=args.workers,
+                              episode_length=args.episode_length)
+    stats = result.stats
+    print(f"wrote {result.train_path} and {result.val_path}: {stats['num_transitions']} transitions in "
+          f"{stats['seconds']:.1f} s ({stats['transitions_per_second']:.0f} transitions/s, {stats['workers']} workers)")
+    return 0
+
+
+def _evaluate(args) -> int:
+    import json
+    import os
+
+    from rql_lite import checkpoint
+    from rql_lite.agent import AgentConfig
+    from rql_lite.evaluate import evaluate, make_eval_env, write_video
+    from rql_lite.experiment import CHECKPOINT_FILE, RUN_FILE
+    from rql_lite.train import init_states, unstack
+
+    run_file = os.path.join(args.run, RUN_FILE)
+    if not os.path.isfile(run_file):
+        raise ValueError(f"{args.run} holds no run ({RUN_FILE} missing); pass the --out directory of a train command")
+    with open(run_file) as f:
+        info = json.load(f)
+    config = AgentConfig(**info["config"])
+    seeds = info["identity"]["seeds"]
+    states, _ = init_states(config, seeds)
+    states, meta = checkpoint.load(os.path.join(args.run, CHECKPOINT_FILE), states)
+    env = make_eval_env(info["identity"]["task"], render=args.video_episodes > 0)
+    for i, seed in enumerate(seeds):
+        result = evaluate(env, unstack(states, i), args.episodes, seed=args.seed, video_episodes=args.video_episodes)
+        print(f"seed {seed} (step {meta['step']}): success rate {result['success_rate']:.3f} over {args.episodes} episodes")
+        for j, frames in enumerate(result["frames"]):
+            path = os.path.join(args.run, "videos", f"eval-seed{seed}-episode{j}.mp4")
+            write_video(frames, path)
+            print(f"  video: {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m rql_lite", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -26,6 +117,42 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--min-seconds", type=float, default=10.0, help="time each measurement for at least this long")
     bench.add_argument("--out", default="results/bench", help="directory for the JSON record")
     bench.set_defaults(func=_bench)
+
+    tr = sub.add_parser("train", help="train RQL or TFQL on an OGBench task with the paper's hyperparameters")
+    tr.add_argument("--task", required=True, help="e.g. cube-double-play-singletask-task2-v0")
+    tr.add_argument("--agent", default="rql", choices=["rql", "tfql"])
+    tr.add_argument("--seeds", type=int, nargs="+", default=[0], help="trained side by side with vmap")
+    tr.add_argument("--steps", type=int, default=None, help="gradient steps (profile default: smoke 200, full 1M)")
+    tr.add_argument("--dataset", default="generated", help="official | generated | path/to/NAME.npz")
+    tr.add_argument("--out", required=True, help="run directory: run.json, checkpoint, records/")
+    tr.add_argument("--profile", default="smoke", choices=["smoke", "full"])
+    tr.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
+    tr.add_argument("--set", nargs="*", metavar="NAME=VALUE", help="override hyperparameters, e.g. alpha=3 expectile=0.7")
+    tr.add_argument("--eval-every", type=int, default=None)
+    tr.add_argument("--eval-episodes", type=int, default=None)
+    tr.add_argument("--save-every", type=int, default=None)
+    tr.add_argument("--dataset-episodes", type=int, default=None, help="episodes to generate (default: profile)")
+    tr.add_argument("--data-dir", default="~/.rql_lite/datasets")
+    tr.add_argument("--workers", type=int, default=1, help="processes for dataset generation")
+    tr.add_argument("--video-episodes", type=int, default=0, help="record this many episodes per seed at the end")
+    tr.add_argument("--no-progress", action="store_true")
+    tr.set_defaults(func=_train)
+
+    gen = sub.add_parser("generate", help="generate a manipulation play dataset with OGBench's oracles")
+    gen.add_argument("name", help="e.g. cube-double-play-v0 (or a singletask name)")
+    gen.add_argument("--out", default="~/.rql_lite/datasets/generated/published-seed0")
+    gen.add_argument("--episodes", type=int, default=None, help="train episodes (default: the published count)")
+    gen.add_argument("--episode-length", type=int, default=1000)
+    gen.add_argument("--workers", type=int, default=1)
+    gen.add_argument("--seed", type=int, default=0)
+    gen.set_defaults(func=_generate)
+
+    ev = sub.add_parser("evaluate", help="evaluate a trained run's EMA policy; optionally record videos")
+    ev.add_argument("--run", required=True, help="a train command's --out directory")
+    ev.add_argument("--episodes", type=int, default=50)
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--video-episodes", type=int, default=0)
+    ev.set_defaults(func=_evaluate)
     return parser
 
 

@@ -9,6 +9,7 @@ on both networks together, as the authors' release does. ``agent="rql"`` or
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any
 
@@ -113,15 +114,21 @@ class TrainState:
     config: AgentConfig = flax.struct.field(pytree_node=False)
 
 
-def init_state(config: AgentConfig, key: jax.Array) -> TrainState:
-    """Fresh parameters; target and EMA copies start equal to the online ones."""
+@functools.partial(jax.jit, static_argnums=0)
+def _init_params(config: AgentConfig, key: jax.Array):
     k_pi, k_v = jax.random.split(key)
     obs = jnp.zeros((1, config.obs_dim))
     x = jnp.zeros((1, config.chunk_dim))
     t = jnp.zeros((1, 1))
     policy_params = policy_net(config).init(k_pi, obs, x, t)
     value_params = value_net(config).init(k_v, obs, x, t)
-    params = {"policy": policy_params, "value": value_params}
+    return policy_params, value_params, optimizer(config).init({"policy": policy_params, "value": value_params})
+
+
+def init_state(config: AgentConfig, key: jax.Array) -> TrainState:
+    """Fresh parameters; target and EMA copies start equal to the online ones."""
+    # Initialising under jit is ~10x faster than Flax's eager init on CPU.
+    policy_params, value_params, opt_state = _init_params(config, key)
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         policy_params=policy_params,
@@ -129,7 +136,7 @@ def init_state(config: AgentConfig, key: jax.Array) -> TrainState:
         # Copies, not aliases: each leaf gets its own buffer so a training step may donate them all.
         target_value_params=jax.tree_util.tree_map(jnp.copy, value_params),
         ema_policy_params=jax.tree_util.tree_map(jnp.copy, policy_params),
-        opt_state=optimizer(config).init(params),
+        opt_state=opt_state,
         config=config,
     )
 

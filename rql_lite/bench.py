@@ -7,10 +7,7 @@ the cost of the jitted sample + update and nothing else.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
-import platform
-import subprocess
 import time
 
 import jax
@@ -19,6 +16,7 @@ import numpy as np
 from rql_lite.agent import AgentConfig, init_state
 from rql_lite.configs import paper_benchmark_config
 from rql_lite.data import ChunkDataset, from_arrays
+from rql_lite.provenance import device_description, git_commit, utc_now, write_json_atomic
 from rql_lite.train import init_states, run_updates_jit, run_updates_seeds, seed_keys, train_step
 
 BENCH_CONFIGS = {
@@ -101,40 +99,6 @@ def bench_config(config: AgentConfig, updates_per_dispatch: int, num_seeds: int,
     return record
 
 
-def device_description() -> str:
-    dev = jax.devices()[0]
-    kind = getattr(dev, "device_kind", dev.platform)
-    if dev.platform == "cpu":
-        cpu = platform.processor() or platform.machine()
-        try:
-            with open("/proc/cpuinfo") as f:
-                names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-            cpu = names[0] if names else cpu
-        except OSError:
-            pass
-        return f"cpu: {cpu} ({os.cpu_count()} logical cores)"
-    return f"{dev.platform}: {kind} x{jax.device_count()}"
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                             cwd=os.path.dirname(os.path.abspath(__file__)))
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
-def write_json_atomic(path: str, payload: dict) -> None:
-    """Write JSON to a temporary file beside ``path``, then rename: never a half-written file."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
 def run_bench(names=("paper", "smoke"), num_seeds: int = 4, updates_per_dispatch: int | None = None,
               min_seconds: float = 10.0, out_dir: str = "results/bench") -> tuple[dict, str]:
     unknown = [n for n in names if n not in BENCH_CONFIGS]
@@ -146,7 +110,7 @@ def run_bench(names=("paper", "smoke"), num_seeds: int = 4, updates_per_dispatch
         "platform": jax.devices()[0].platform,
         "jax_version": jax.__version__,
         "git_commit": git_commit(),
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": utc_now(),
     }
     for name in names:
         config = BENCH_CONFIGS[name]()

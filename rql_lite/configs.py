@@ -34,6 +34,16 @@ PROFILES: dict[str, dict] = {
 }
 
 
+# Run settings per profile (training length, evaluation, generated-data size). "full" is
+# the paper's protocol: 1M steps, 50 evaluation episodes, the published dataset size.
+RUN_PROFILES: dict[str, dict] = {
+    "full": dict(steps=1_000_000, eval_every=100_000, eval_episodes=50, save_every=50_000,
+                 dataset_episodes=None, episode_length=1000, max_eval_steps=None),
+    "smoke": dict(steps=200, eval_every=100, eval_episodes=2, save_every=100,
+                  dataset_episodes=4, episode_length=200, max_eval_steps=100),
+}
+
+
 def domain_of(task: str) -> str:
     """The ``DOMAINS`` key of an OGBench task or dataset name (longest matching prefix)."""
     matches = [d for d in DOMAINS if task.startswith(d)]

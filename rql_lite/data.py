@@ -8,6 +8,9 @@ episode: entries past the episode end are clamped to its last row and marked
 """
 from __future__ import annotations
 
+import difflib
+import hashlib
+import os
 from typing import Mapping
 
 import flax
@@ -144,3 +147,126 @@ def sample_chunks(dataset: ChunkDataset, key: jax.Array, batch_size: int, horizo
         "valid": valid.astype(jnp.float32),
         "next_observations": dataset.next_observations[rows[:, -1]],
     }
+
+
+# --------------------------------------------------------------------------------------
+# OGBench: official download, locally generated files, or a path. ``ogbench`` is imported
+# lazily so the core library works without it.
+# --------------------------------------------------------------------------------------
+
+DEFAULT_DATA_DIR = os.path.join("~", ".rql_lite", "datasets")
+
+
+def known_tasks() -> list[str]:
+    """Every singletask name this project has hyperparameters for (``...-task{1..5}-v0``)."""
+    from rql_lite.configs import DOMAINS
+
+    return [f"{domain}-singletask-task{i}-v0" for domain in DOMAINS for i in range(1, 6)]
+
+
+def check_task(task: str) -> None:
+    """``ValueError`` for a task name this project does not know, listing close names."""
+    tasks = known_tasks()
+    if task in tasks:
+        return
+    close = difflib.get_close_matches(task, tasks, n=4, cutoff=0.5)
+    hint = f" Close names: {', '.join(close)}." if close else ""
+    raise ValueError(f"unknown task {task!r}.{hint} Tasks look like 'cube-double-play-singletask-task2-v0' "
+                     f"(domains: {', '.join(sorted({t.split('-singletask')[0] for t in tasks}))}).")
+
+
+def sha256_of(paths) -> str:
+    """One sha256 over the bytes of ``paths`` in order (the train file, then the val file)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def sparsify_rewards(rewards: np.ndarray) -> np.ndarray:
+    """The sparse variant used for scene and puzzle: -1 until every subtask is done, then 0."""
+    return np.where(np.asarray(rewards) != 0.0, -1.0, 0.0).astype(np.float32)
+
+
+def load_ogbench(
+    task: str,
+    source: str = "generated",
+    data_dir: str = DEFAULT_DATA_DIR,
+    num_episodes: int | None = None,
+    workers: int = 1,
+    seed: int = 0,
+    episode_length: int = 1000,
+):
+    """Make the OGBench env for ``task`` and load its dataset (train and val splits).
+
+    Args:
+      task: e.g. ``"cube-double-play-singletask-task2-v0"``.
+      source: ``"official"`` (OGBench's download; needs internet), ``"generated"`` (made
+        locally with OGBench's oracles if missing, then cached under ``data_dir``), or the
+        path of a ``NAME.npz`` file in OGBench's layout (``NAME-val.npz`` beside it).
+      num_episodes, workers, seed, episode_length: generation settings for ``"generated"``
+        (``num_episodes=None`` is the published count).
+
+    Returns:
+      ``(env, train, val, info)``: numpy dicts with OGBench's keys (rewards made sparse for
+      scene and puzzle, as the paper does) and ``info`` with ``source``, ``path``, ``sha256``.
+    """
+    import ogbench
+
+    from rql_lite.configs import DOMAINS, domain_of
+
+    check_task(task)
+    from rql_lite.datagen import dataset_name_for_task
+
+    name = dataset_name_for_task(task)
+    data_dir = os.path.expanduser(data_dir)
+    if source == "official":
+        official_dir = os.path.join(data_dir, "official")
+        try:
+            ogbench.download_datasets([name], official_dir)
+        except OSError as err:  # URLError and friends are OSErrors
+            raise ValueError(
+                f"could not download the official {name} dataset ({err.__class__.__name__}: no internet?). "
+                f"Generate one locally instead: --dataset generated (or python -m rql_lite generate {name})"
+            ) from None
+        path = os.path.join(official_dir, f"{name}.npz")
+    elif source == "generated":
+        from rql_lite import datagen
+
+        size = "published" if num_episodes is None else f"{num_episodes}ep"
+        if episode_length != 1000:
+            size += f"-{episode_length}steps"
+        folder = os.path.join(data_dir, "generated", f"{size}-seed{seed}")
+        path = os.path.join(folder, f"{name}.npz")
+        if not (os.path.exists(path) and os.path.exists(path.replace(".npz", "-val.npz"))):
+            try:
+                datagen.get_recipe(name)
+            except ValueError:
+                raise ValueError(f"{name} cannot be generated offline (only the manipulation datasets have "
+                                 f"oracles in ogbench); use --dataset official where there is internet") from None
+            datagen.generate_dataset(name, folder, num_episodes=num_episodes, seed=seed, workers=workers,
+                                     episode_length=episode_length)
+    else:
+        path = os.path.expanduser(source)
+        if not path.endswith(".npz") or not os.path.isfile(path):
+            raise ValueError(f"dataset {source!r} is neither 'official', 'generated' nor an existing NAME.npz file")
+        if not os.path.isfile(path.replace(".npz", "-val.npz")):
+            raise ValueError(f"{path} has no validation file beside it ({os.path.basename(path).replace('.npz', '-val.npz')})")
+    env, train, val = ogbench.make_env_and_datasets(task, dataset_path=path)
+    obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    for split_name, split in (("train", train), ("val", val)):
+        if split["observations"].shape[1] != obs_dim or split["actions"].shape[1] != action_dim:
+            raise ValueError(
+                f"dataset {path} ({split_name}) has observation dim {split['observations'].shape[1]} and action dim "
+                f"{split['actions'].shape[1]}, but {task} needs {obs_dim} and {action_dim}: it was made for another "
+                f"environment; regenerate it or pass the right file"
+            )
+        for key in ("observations", "actions", "next_observations", "rewards"):
+            _check_finite(key, np.asarray(split[key]))
+        if DOMAINS[domain_of(task)]["sparse"]:
+            split["rewards"] = sparsify_rewards(split["rewards"])
+    info = {"source": source if source in ("official", "generated") else "path", "path": os.path.abspath(path),
+            "sha256": sha256_of([path, path.replace(".npz", "-val.npz")]), "num_transitions": int(len(train["actions"]))}
+    return env, train, val, info

@@ -17,6 +17,14 @@ from rql_lite.agent import AgentConfig, TrainState, init_state, update_unchecked
 from rql_lite.data import ChunkDataset, sample_chunks
 
 
+class TrainingInterrupted(Exception):
+    """Raised by ``train`` on Ctrl-C; carries the last complete states so they can be saved."""
+
+    def __init__(self, states, history):
+        super().__init__("training interrupted")
+        self.states, self.history = states, history
+
+
 def seed_keys(seed: int) -> tuple[jax.Array, jax.Array]:
     """``(init_key, run_key)`` for one integer seed."""
     init_key, run_key = jax.random.split(jax.random.PRNGKey(seed))
@@ -116,8 +124,17 @@ def train(
         # Land exactly on callback steps so evaluation happens where it is asked for.
         n = min(steps_per_dispatch, stop - step, callback_every - step % callback_every)
         tick = time.perf_counter()
-        states, metrics = run_updates_seeds(states, dataset, run_keys, n)
-        metrics = {k: np.asarray(v) for k, v in metrics.items()}
+        new_states = None
+        try:
+            new_states, metrics = run_updates_seeds(states, dataset, run_keys, n)
+            metrics = {k: np.asarray(v) for k, v in metrics.items()}  # waits for the dispatch
+        except KeyboardInterrupt:
+            if bar is not None:
+                bar.close()
+            # The dispatch either finished (its states are complete) or never started.
+            last = states if new_states is None else jax.block_until_ready(new_states)
+            raise TrainingInterrupted(last, history) from None
+        states = new_states
         step += n
         dt = time.perf_counter() - tick
         history.append({"step": step, "wall_s": time.perf_counter() - t0, **metrics})

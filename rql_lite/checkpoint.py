@@ -1,0 +1,90 @@
+"""Checkpoints without pickle: msgpack (via flax.serialization), written atomically.
+
+A checkpoint holds the stacked train states of every seed, the step, and a small
+metadata dict (task, agent, config, seeds, dataset hash, history so far). Resuming
+restores the states into a template built from the same config, so a checkpoint from
+another run or a damaged file is refused with a message that says what differs.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import flax.serialization
+import jax
+import numpy as np
+
+FORMAT = "rql_lite-checkpoint-v1"
+
+
+def save(path: str, states, metadata: dict) -> None:
+    """Write ``states`` (a pytree, e.g. stacked ``TrainState``) and JSON-able ``metadata``.
+
+    The file is written to a temporary name beside ``path``, flushed to disk, then renamed
+    over ``path``: an interruption leaves the previous checkpoint intact, never half a file.
+    """
+    payload = {
+        "format": FORMAT,
+        "metadata": json.dumps(metadata, sort_keys=True),
+        "states": jax.tree_util.tree_map(np.asarray, flax.serialization.to_state_dict(states)),
+    }
+    data = flax.serialization.msgpack_serialize(payload)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def read_metadata(path: str) -> dict:
+    """The metadata of a checkpoint; ``ValueError`` if the file is not a readable rql_lite checkpoint."""
+    return _read(path)["metadata"]
+
+
+def _read(path: str) -> dict:
+    if not os.path.isfile(path):
+        raise ValueError(f"no checkpoint at {path}; start without --resume")
+    try:
+        with open(path, "rb") as f:
+            payload = flax.serialization.msgpack_restore(f.read())
+    except Exception as err:  # msgpack raises several types for damaged input
+        raise ValueError(f"checkpoint {path} is corrupt or not a checkpoint ({type(err).__name__}); "
+                         f"delete it to start over, or point --out at another directory") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{path} is not an rql_lite checkpoint (format {FORMAT!r} expected); "
+                         f"point --out at the run directory that wrote it")
+    try:
+        payload["metadata"] = json.loads(payload["metadata"])
+    except (KeyError, TypeError, json.JSONDecodeError):
+        raise ValueError(f"checkpoint {path} has damaged metadata; delete it to start over") from None
+    return payload
+
+
+def load(path: str, template, expected: dict | None = None):
+    """Restore states saved by ``save`` into ``template``'s structure; return ``(states, metadata)``.
+
+    ``expected``: metadata entries (e.g. task, agent, config, seeds) that must match the
+    checkpoint's; the first mismatch is a ``ValueError`` naming the field and both values.
+    """
+    payload = _read(path)
+    metadata = payload["metadata"]
+    for key, want in (expected or {}).items():
+        got = metadata.get(key)
+        if json.loads(json.dumps(want)) != got:
+            raise ValueError(f"checkpoint {path} belongs to another run: its {key} is {got!r}, this run's is "
+                             f"{want!r}; use a fresh --out or the original settings")
+    try:
+        states = flax.serialization.from_state_dict(template, payload["states"])
+        shapes_ok = all(np.shape(a) == np.shape(b) for a, b in zip(jax.tree_util.tree_leaves(states),
+                                                                    jax.tree_util.tree_leaves(template)))
+    except (KeyError, ValueError, TypeError) as err:
+        raise ValueError(f"checkpoint {path} does not fit this configuration ({err}); use a fresh --out") from None
+    if not shapes_ok:
+        raise ValueError(f"checkpoint {path} has parameter shapes that differ from this configuration; use a fresh --out")
+    return jax.tree_util.tree_map(jax.numpy.asarray, states), metadata

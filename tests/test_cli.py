@@ -1,0 +1,48 @@
+"""The command line, as a user runs it."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+
+def cli(*args, env_extra=None, cwd=None):
+    env = dict(os.environ, **(env_extra or {}))
+    return subprocess.run([sys.executable, "-m", "rql_lite", *args], capture_output=True, text=True, env=env, cwd=cwd,
+                          timeout=600)
+
+
+def test_train_smoke_profile_runs_end_to_end(tmp_path):
+    start = time.perf_counter()
+    out = tmp_path / "run"
+    result = cli("train", "--task", "cube-single-play-singletask-task2-v0", "--profile", "smoke", "--out", str(out),
+                 "--data-dir", str(tmp_path / "data"), "--no-progress")
+    elapsed = time.perf_counter() - start
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "effective config" in result.stdout
+    record = json.loads((out / "records" / "seed0.json").read_text())
+    assert record["finished"] and record["steps"] == 200 and 0.0 <= record["final_success_rate"] <= 1.0
+    run_info = json.loads((out / "run.json").read_text())
+    assert run_info["config"]["policy_hidden"] == [64, 64]  # the smoke profile's networks
+    print(f"CLI smoke run: {elapsed:.1f} s")  # shown with -s; about a minute on two cores
+
+
+def test_bad_input_is_one_clear_line_and_writes_nothing(tmp_path):
+    out = tmp_path / "nothing"
+    result = cli("train", "--task", "cube-dubble-play-singletask-task2-v0", "--out", str(out))
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: unknown task") and "cube-double-play-singletask-task2-v0" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+    result = cli("train", "--task", "cube-single-play-singletask-task2-v0", "--out", str(out), "--set", "expectile=2")
+    assert result.returncode == 2 and "expectile" in result.stderr and not out.exists()
+
+
+def test_bench_writes_a_record(tmp_path):
+    result = cli("bench", "--configs", "smoke", "--seeds", "2", "--min-seconds", "0.5", "--updates-per-dispatch", "20",
+                 "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    (path,) = list(tmp_path.glob("bench-*.json"))
+    record = json.loads(path.read_text())
+    assert record["device"] and record["smoke"]["updates_per_s"] > 0 and record["smoke"]["flops_per_update"] > 0
+    assert record["smoke"]["vmapped_seeds"]["num_seeds"] == 2
