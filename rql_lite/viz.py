@@ -1,0 +1,346 @@
+"""Plotting helpers and widget builders shared by the notebooks.
+
+Conventions: point clouds are ``(n, 2)`` arrays, flow paths are ``(K + 1, n, 2)``
+arrays as returned by :func:`rql_lite.flow.euler_path` (index 0 is the start).
+Every helper draws on a Matplotlib ``Axes`` (or returns a ``Figure``) and gives it a
+title, so a notebook only has to add its sentence of explanation.
+
+Widgets (``flow_time_widget``, ``reverse_path_widget``) only build and return an
+``ipywidgets`` object: the figure inside is drawn once at construction and again
+whenever a slider moves, so executing a notebook headless (nbmake, the book build)
+never blocks.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import matplotlib.pyplot as plt
+import numpy as np
+
+from rql_lite.flow import euler, euler_path
+
+# Colours used throughout the book.
+DATA_COLOR = "0.75"  # grey: the data set
+NOISE_COLOR = "tab:blue"  # noise / forward direction
+REVERSE_COLOR = "tab:red"  # reversal direction
+SAMPLE_COLOR = "tab:orange"  # generated samples
+
+# Jitted integrators: the velocity callable and the step count are static (hashable).
+euler_jit = jax.jit(euler, static_argnums=(0, 4))
+euler_path_jit = jax.jit(euler_path, static_argnums=(0, 4))
+
+
+# --------------------------------------------------------------------------- basics
+
+
+def _grid_index(t: float, k: int) -> int:
+    """Index of the last Euler grid time ``i / k`` at or before flow time ``t`` (clipped to ``[0, k]``)."""
+    return int(min(max(np.floor(float(t) * k + 1e-6), 0), k))
+
+
+def scatter(ax, x, title: str | None = None, color=SAMPLE_COLOR, s: float = 2.0, alpha: float = 0.6,
+            lim: float | None = 3.5, label: str | None = None, **kw):
+    """Scatter an ``(n, 2)`` cloud on ``ax`` with equal aspect and fixed limits ``[-lim, lim]``."""
+    x = np.asarray(x)
+    ax.scatter(x[:, 0], x[:, 1], s=s, c=color, alpha=alpha, linewidths=0, label=label, **kw)
+    if lim is not None:
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal")
+    if title is not None:
+        ax.set_title(title)
+    return ax
+
+
+def plot_trajectories(ax, path, color=NOISE_COLOR, alpha: float = 0.5, lw: float = 0.8,
+                      endpoints: bool = True, title: str | None = None, label: str | None = None,
+                      linestyle: str = "-", lim: float | None = 3.5):
+    """Draw each of the ``n`` paths in a ``(K + 1, n, 2)`` array as a polyline.
+
+    The start of each path is marked with a small circle and its end with a cross.
+    """
+    path = np.asarray(path)
+    for i in range(path.shape[1]):
+        ax.plot(path[:, i, 0], path[:, i, 1], color=color, alpha=alpha, lw=lw, linestyle=linestyle,
+                label=label if i == 0 else None)
+    if endpoints:
+        ax.scatter(path[0, :, 0], path[0, :, 1], s=10, facecolors="none", edgecolors=color, linewidths=0.8)
+        ax.scatter(path[-1, :, 0], path[-1, :, 1], s=14, marker="x", c=color, linewidths=0.8)
+    if lim is not None:
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal")
+    if title is not None:
+        ax.set_title(title)
+    return ax
+
+
+def snapshot_row(path, times: Sequence[float], data=None, suptitle: str | None = None,
+                 size: float = 2.4, color=SAMPLE_COLOR):
+    """A row of scatter plots of a ``(K + 1, n, 2)`` path at the flow times ``times``.
+
+    Each time is mapped to the last Euler grid index at or before it, ``floor(t * K)``; ``data``
+    (optional, ``(m, 2)``) is drawn in grey underneath for reference.
+    """
+    path = np.asarray(path)
+    k = path.shape[0] - 1
+    fig, axes = plt.subplots(1, len(times), figsize=(size * len(times), size + 0.4), squeeze=False)
+    for ax, t in zip(axes[0], times):
+        i = _grid_index(t, k)
+        if data is not None:
+            scatter(ax, data, color=DATA_COLOR, alpha=0.3)
+        scatter(ax, path[i], title=f"t = {i / k:.2f}", color=color)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def fit_loglog_slope(x, y) -> tuple[float, float]:
+    """Least-squares fit of ``log y = slope * log x + intercept``; returns ``(slope, intercept)``."""
+    lx, ly = np.log(np.asarray(x, dtype=float)), np.log(np.asarray(y, dtype=float))
+    slope, intercept = np.polyfit(lx, ly, 1)
+    return float(slope), float(intercept)
+
+
+def loglog_with_slope(ax, x, y, label: str | None = None, color=None, marker: str = "o",
+                      annotate: bool = True, fit_mask=None):
+    """Plot ``y`` against ``x`` on log-log axes with its fitted slope; returns the slope.
+
+    ``fit_mask`` (optional boolean array) selects the points used for the fit, e.g. to
+    leave out a noise floor; the fitted line is drawn dashed over the fitted range and the
+    slope is written into the legend label (or next to the line if there is no label).
+    """
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    m = np.ones_like(x, dtype=bool) if fit_mask is None else np.asarray(fit_mask, dtype=bool)
+    slope, intercept = fit_loglog_slope(x[m], y[m])
+    text = f"slope {slope:.2f}"
+    lines = ax.loglog(x, y, marker=marker, color=color, label=f"{label} ({text})" if label else None)
+    c = lines[0].get_color()
+    xf = np.array([x[m].min(), x[m].max()])
+    ax.loglog(xf, np.exp(intercept) * xf ** slope, "--", color=c, lw=1, alpha=0.7)
+    if annotate and not label:
+        ax.annotate(text, (xf.mean(), np.exp(intercept) * xf.mean() ** slope), color=c,
+                    textcoords="offset points", xytext=(5, 5))
+    ax.grid(True, which="both", alpha=0.3)
+    return slope
+
+
+# --------------------------------------------------------------------------- static grids
+
+
+def flow_time_grid(velocity: Callable, x0, ks: Sequence[int], times: Sequence[float], data=None,
+                   size: float = 2.0, suptitle: str | None = None):
+    """Grid of samples: one row per step count ``K``, one column per flow time ``t``.
+
+    Row ``K`` integrates ``x0`` (``(n, 2)``) with ``K`` Euler steps from 0 to 1 and
+    shows the particles at the last grid time at or before each ``t``.
+    """
+    fig, axes = plt.subplots(len(ks), len(times), figsize=(size * len(times), size * len(ks) + 0.5),
+                             squeeze=False)
+    for r, k in enumerate(ks):
+        path = np.asarray(euler_path_jit(velocity, jnp.asarray(x0), 0.0, 1.0, int(k)))
+        for c, t in enumerate(times):
+            ax = axes[r, c]
+            i = _grid_index(t, k)
+            if data is not None:
+                scatter(ax, data, color=DATA_COLOR, alpha=0.3)
+            scatter(ax, path[i], color=SAMPLE_COLOR)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"t = {t:.2f}")
+            if c == 0:
+                ax.set_ylabel(f"K = {k}")
+    fig.suptitle(suptitle or "Particles at flow time t (columns) for K Euler steps (rows)")
+    fig.tight_layout()
+    return fig
+
+
+def _reverse_and_forward(velocity: Callable, point, k: int):
+    """Reverse path of one point ``(2,)`` from t=1 to 0 and forward re-integration from its noise."""
+    x1 = jnp.asarray(point, dtype=jnp.float32).reshape(1, 2)
+    rev = np.asarray(euler_path_jit(velocity, x1, 1.0, 0.0, int(k)))  # (K+1, 1, 2), rev[-1] is the noise
+    fwd = np.asarray(euler_path_jit(velocity, jnp.asarray(rev[-1]), 0.0, 1.0, int(k)))
+    return rev, fwd
+
+
+def draw_reverse_path(ax, velocity: Callable, point, k: int, data=None, title: str | None = None,
+                      legend: bool = True):
+    """Draw the reverse path of ``point`` back to noise and the forward path from that noise.
+
+    Returns the gap ``|forward(reverse(point)) - point|`` (Euclidean).
+    """
+    rev, fwd = _reverse_and_forward(velocity, point, k)
+    if data is not None:
+        scatter(ax, data, color=DATA_COLOR, alpha=0.3)
+    plot_trajectories(ax, rev, color=REVERSE_COLOR, alpha=0.9, lw=1.5, endpoints=False, label="reverse (t: 1 → 0)")
+    ax.scatter(rev[:, 0, 0], rev[:, 0, 1], s=5, c=REVERSE_COLOR)
+    plot_trajectories(ax, fwd, color=NOISE_COLOR, alpha=0.9, lw=1.2, endpoints=False, linestyle="--",
+                      label="forward from recovered noise")
+    ax.scatter([fwd[-1, 0, 0]], [fwd[-1, 0, 1]], s=50, marker="x", c=NOISE_COLOR, linewidths=1.5, zorder=6,
+               label="forward end point")
+    p = np.asarray(point).reshape(2)
+    ax.scatter([p[0]], [p[1]], s=60, marker="*", c="k", zorder=5, label="data point")
+    ax.scatter([rev[-1, 0, 0]], [rev[-1, 0, 1]], s=40, marker="o", facecolors="none", edgecolors=REVERSE_COLOR,
+               linewidths=1.5, zorder=5, label="recovered noise")
+    gap = float(np.linalg.norm(fwd[-1, 0] - p))
+    ax.set_title(title or f"K = {k}: round-trip gap {gap:.2e}")
+    if legend:
+        ax.legend(loc="lower left", fontsize=7, framealpha=0.8)
+    return gap
+
+
+def reverse_path_grid(velocity: Callable, points, ks: Sequence[int], data=None, size: float = 2.6,
+                      suptitle: str | None = None):
+    """Grid of reverse paths: one row per data point in ``points`` (``(m, 2)``), one column per K."""
+    points = np.asarray(points)
+    fig, axes = plt.subplots(len(points), len(ks), figsize=(size * len(ks), size * len(points) + 0.5),
+                             squeeze=False)
+    for r, p in enumerate(points):
+        for c, k in enumerate(ks):
+            ax = axes[r, c]
+            gap = draw_reverse_path(ax, velocity, p, int(k), data=data, title="", legend=False)
+            ax.set_title(f"K = {k}, gap {gap:.1e}", fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=5, fontsize=8)
+    fig.suptitle(suptitle or "Reverse paths (red) from data points back to noise, and forward re-integration (blue)")
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return fig
+
+
+# --------------------------------------------------------------------------- widgets
+
+
+def flow_time_widget(velocity: Callable, x0, data=None, ks: Sequence[int] = (1, 2, 4, 8, 16, 32, 64),
+                     size: float = 4.0):
+    """Sliders for flow time ``t`` and step count ``K``; shows the particles at time ``t``.
+
+    ``x0``: ``(n, 2)`` noise; ``data``: optional ``(m, 2)`` reference cloud. Paths are
+    computed once per ``K`` (cached), so moving ``t`` only redraws.
+    Returns an ``ipywidgets.VBox``; display it (or leave it last in a cell).
+    """
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    x0 = jnp.asarray(x0)
+
+    @lru_cache(maxsize=None)
+    def path_for(k):
+        return np.asarray(euler_path_jit(velocity, x0, 0.0, 1.0, int(k)))
+
+    t_slider = widgets.FloatSlider(value=1.0, min=0.0, max=1.0, step=0.01, description="flow time t",
+                                   continuous_update=False)
+    k_slider = widgets.SelectionSlider(options=list(ks), value=ks[len(ks) // 2], description="steps K",
+                                       continuous_update=False)
+
+    def draw(t, k):
+        path = path_for(k)
+        i = _grid_index(t, k)
+        fig, ax = plt.subplots(figsize=(size, size))
+        if data is not None:
+            scatter(ax, data, color=DATA_COLOR, alpha=0.3)
+        scatter(ax, path[i], color=SAMPLE_COLOR, s=3)
+        ax.set_title(f"K = {k}: particles at t = {i / k:.2f} (step {i} of {k})")
+        ax.set_xlabel("x[0]")
+        ax.set_ylabel("x[1]")
+        display(fig)
+        plt.close(fig)
+
+    out = widgets.interactive_output(draw, {"t": t_slider, "k": k_slider})
+    return widgets.VBox([widgets.HBox([t_slider, k_slider]), out])
+
+
+def reverse_path_widget(velocity: Callable, data, ks: Sequence[int] = (1, 2, 4, 8, 16, 32, 64),
+                        lim: float = 3.0, size: float = 4.5):
+    """Pick a point (by data index, or by x/y sliders) and a step count ``K``; draw its reverse path.
+
+    The red path runs the flow backward from the point (t = 1) to noise (t = 0) with ``K``
+    Euler steps; the dashed blue path integrates forward again from the recovered noise.
+    The title reports the round-trip gap. ``data``: ``(m, 2)``. Returns an ``ipywidgets.VBox``.
+    """
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    data_np = np.asarray(data)
+    mode = widgets.ToggleButtons(options=["data point", "free point"], value="data point", description="pick")
+    index = widgets.IntSlider(value=0, min=0, max=len(data_np) - 1, description="index", continuous_update=False)
+    xs = widgets.FloatSlider(value=1.0, min=-lim, max=lim, step=0.05, description="x", continuous_update=False)
+    ys = widgets.FloatSlider(value=1.0, min=-lim, max=lim, step=0.05, description="y", continuous_update=False)
+    k_slider = widgets.SelectionSlider(options=list(ks), value=ks[len(ks) // 2], description="steps K",
+                                       continuous_update=False)
+
+    def draw(mode, index, x, y, k):
+        point = data_np[index] if mode == "data point" else np.array([x, y], dtype=np.float32)
+        fig, ax = plt.subplots(figsize=(size, size))
+        gap = draw_reverse_path(ax, velocity, point, k, data=data_np, title="")
+        ax.set_title(f"K = {k}: reverse path of ({point[0]:.2f}, {point[1]:.2f}), gap {gap:.1e}", fontsize=9)
+        ax.set_xlabel("x[0]")
+        ax.set_ylabel("x[1]")
+        display(fig)
+        plt.close(fig)
+
+    out = widgets.interactive_output(draw, {"mode": mode, "index": index, "x": xs, "y": ys, "k": k_slider})
+    return widgets.VBox([mode, widgets.HBox([index, k_slider]), widgets.HBox([xs, ys]), out])
+
+
+# --------------------------------------------------------------------------- values over partial actions (chapters 3-5)
+
+
+def value_heatmap(ax, values, extent, title: str | None = None, vmin=None, vmax=None, points=None,
+                  cmap: str = "viridis", colorbar: bool = False):
+    """Draw a value grid ``values (ny, nx)`` over ``extent = (x0, x1, y0, y1)`` on ``ax``.
+
+    ``points`` (optional ``(n, 2)``): particles drawn on top as small white dots.
+    Returns the image (for a shared colour bar).
+    """
+    im = ax.imshow(np.asarray(values), origin="lower", extent=extent, vmin=vmin, vmax=vmax, cmap=cmap,
+                   aspect="equal", interpolation="nearest")
+    if points is not None:
+        pts = np.asarray(points)
+        ax.scatter(pts[:, 0], pts[:, 1], s=1.5, c="white", alpha=0.5, linewidths=0)
+    ax.set_xlim(extent[0], extent[1])
+    ax.set_ylim(extent[2], extent[3])
+    ax.set_xlabel("x[0]")
+    ax.set_ylabel("x[1]")
+    if title is not None:
+        ax.set_title(title, fontsize=9)
+    if colorbar:
+        plt.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    return im
+
+
+def value_slice_widget(grids, flow_times: Sequence[float], extent, points=None, size: float = 4.0,
+                       vmin=None, vmax=None, label: str = "V(s, x, f)"):
+    """A slider over flow time ``f`` showing the precomputed value grid at that ``f``.
+
+    ``grids``: ``(F, ny, nx)``, one grid per entry of ``flow_times``; ``points`` (optional
+    ``(F, n, 2)``): particles at each flow time. Nothing is computed on a slider move.
+    Returns an ``ipywidgets.VBox``.
+    """
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    grids = np.asarray(grids)
+    vmin = float(grids.min()) if vmin is None else vmin
+    vmax = float(grids.max()) if vmax is None else vmax
+    options = [(f"{f:.2f}", i) for i, f in enumerate(flow_times)]
+    slider = widgets.SelectionSlider(options=options, value=len(options) - 1, description="flow time f",
+                                     continuous_update=False)
+
+    def draw(i):
+        fig, ax = plt.subplots(figsize=(size, size))
+        value_heatmap(ax, grids[i], extent, title=f"{label} at f = {flow_times[i]:.2f}", vmin=vmin, vmax=vmax,
+                      points=None if points is None else points[i], colorbar=True)
+        display(fig)
+        plt.close(fig)
+
+    out = widgets.interactive_output(draw, {"i": slider})
+    return widgets.VBox([slider, out])
