@@ -46,14 +46,22 @@ def _parse_overrides(pairs) -> dict:
     return out
 
 
-def _train(args) -> int:
-    from rql_lite.experiment import RunSpec, run
+def spec_from_args(args):
+    """The ``RunSpec`` a parsed ``train`` command line describes."""
+    from rql_lite.experiment import RunSpec
 
-    spec = RunSpec(task=args.task, agent=args.agent, seeds=tuple(args.seeds), steps=args.steps, dataset=args.dataset,
+    return RunSpec(task=args.task, agent=args.agent, seeds=tuple(args.seeds), steps=args.steps, dataset=args.dataset,
                    out=args.out, profile=args.profile, overrides=_parse_overrides(args.set),
                    eval_every=args.eval_every, eval_episodes=args.eval_episodes, save_every=args.save_every,
                    dataset_episodes=args.dataset_episodes, data_dir=args.data_dir, workers=args.workers,
-                   video_episodes=args.video_episodes)
+                   video_episodes=args.video_episodes, episode_length=args.episode_length,
+                   max_eval_steps=args.max_eval_steps, label=args.label)
+
+
+def _train(args) -> int:
+    from rql_lite.experiment import run
+
+    spec = spec_from_args(args)
     try:
         records = run(spec, resume=args.resume, progress=not args.no_progress)
     except KeyboardInterrupt:
@@ -132,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--eval-episodes", type=int, default=None)
     tr.add_argument("--save-every", type=int, default=None)
     tr.add_argument("--dataset-episodes", type=int, default=None, help="episodes to generate (default: profile)")
+    tr.add_argument("--episode-length", type=int, default=None, help="steps per generated episode (default: profile)")
+    tr.add_argument("--max-eval-steps", type=int, default=None, help="cap on evaluation episode length (default: env's)")
+    tr.add_argument("--label", default=None, help="the method's name in results tables (default: the agent, e.g. RQL)")
     tr.add_argument("--data-dir", default="~/.rql_lite/datasets")
     tr.add_argument("--workers", type=int, default=1, help="processes for dataset generation")
     tr.add_argument("--video-episodes", type=int, default=0, help="record this many episodes per seed at the end")

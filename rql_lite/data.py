@@ -175,6 +175,18 @@ def check_task(task: str) -> None:
                      f"(domains: {', '.join(sorted({t.split('-singletask')[0] for t in tasks}))}).")
 
 
+def portable_path(path: str) -> str:
+    """``path`` as it can be written into a shared record: under the home directory it starts
+    with ``~``, under the working directory it is relative; otherwise absolute."""
+    path = os.path.abspath(os.path.expanduser(path))
+    cwd, home = os.getcwd(), os.path.expanduser("~")
+    if path.startswith(cwd + os.sep):
+        return os.path.relpath(path, cwd)
+    if path.startswith(home + os.sep):
+        return os.path.join("~", os.path.relpath(path, home))
+    return path
+
+
 def sha256_of(paths) -> str:
     """One sha256 over the bytes of ``paths`` in order (the train file, then the val file)."""
     digest = hashlib.sha256()
@@ -267,6 +279,6 @@ def load_ogbench(
             _check_finite(key, np.asarray(split[key]))
         if DOMAINS[domain_of(task)]["sparse"]:
             split["rewards"] = sparsify_rewards(split["rewards"])
-    info = {"source": source if source in ("official", "generated") else "path", "path": os.path.abspath(path),
+    info = {"source": source if source in ("official", "generated") else "path", "path": portable_path(path),
             "sha256": sha256_of([path, path.replace(".npz", "-val.npz")]), "num_transitions": int(len(train["actions"]))}
     return env, train, val, info

@@ -11,7 +11,6 @@ import dataclasses
 import json
 import math
 import os
-import sys
 import time
 
 import numpy as np
@@ -48,6 +47,7 @@ class RunSpec:
     data_dir: str = os.path.join("~", ".rql_lite", "datasets")
     workers: int = 1
     video_episodes: int = 0
+    label: str | None = None  # the method's name in results tables; default the agent ("RQL", "TFQL")
 
     def resolved(self) -> "RunSpec":
         if self.profile not in RUN_PROFILES:
@@ -66,11 +66,36 @@ class RunSpec:
             raise ValueError(f"seeds must be distinct and at least one, got {list(self.seeds)}")
         return spec
 
+    def method(self) -> str:
+        """The name results tables give this run's agent, e.g. ``"RQL"`` or a ``label`` like ``"BC flow"``."""
+        return self.label or self.agent.upper()
+
+    def command(self) -> str:
+        """The ``python -m rql_lite train ...`` command line that starts exactly this run."""
+        parts = ["python -m rql_lite train", f"--task {self.task}", f"--agent {self.agent}",
+                 "--seeds " + " ".join(str(s) for s in self.seeds), f"--steps {self.steps}",
+                 f"--dataset {self.dataset}", f"--profile {self.profile}", f"--out {self.out}"]
+        if self.overrides:
+            parts.append("--set " + " ".join(f"{k}={_cli_value(v)}" for k, v in sorted(self.overrides.items())))
+        flags = ("eval_every", "eval_episodes", "save_every", "dataset_episodes", "episode_length", "max_eval_steps")
+        defaults = RUN_PROFILES[self.profile]
+        for name in flags:
+            value = getattr(self, name)
+            if value is not None and value != defaults.get(name):
+                parts.append(f"--{name.replace('_', '-')} {value}")
+        if self.label:
+            parts.append(f"--label '{self.label}'")
+        return " ".join(parts)
+
     def identity(self) -> dict:
         """What must match for two invocations to be the same run (resume allowed)."""
         return {"task": self.task, "agent": self.agent, "seeds": list(self.seeds), "steps": self.steps,
                 "dataset": self.dataset, "profile": self.profile, "overrides": dict(sorted(self.overrides.items())),
                 "dataset_episodes": self.dataset_episodes, "episode_length": self.episode_length}
+
+
+def _cli_value(value) -> str:
+    return ",".join(str(v) for v in value) if isinstance(value, (tuple, list)) else str(value)
 
 
 def config_dict(config: AgentConfig) -> dict:
@@ -113,8 +138,10 @@ def run(spec: RunSpec, resume: bool = False, progress: bool = True, log=print) -
     log(f"effective config: {json.dumps(config_dict(config), sort_keys=True)}")
     log(f"dataset: {data_info['source']} {data_info['num_transitions']} transitions, sha256 {data_info['sha256'][:12]}")
 
+    commit = git_commit()  # the code this run starts from (read once: later commits did not run here)
     run_info = {"identity": spec.identity(), "config": config_dict(config), "dataset": data_info,
-                "spec": dataclasses.asdict(spec), "command": " ".join(sys.argv), "created": utc_now()}
+                "spec": dataclasses.asdict(spec), "command": spec.command(), "method": spec.method(),
+                "git_commit": commit, "created": utc_now()}
     if existing is None:
         os.makedirs(spec.out, exist_ok=True)
         write_json_atomic(os.path.join(spec.out, RUN_FILE), run_info)
@@ -142,11 +169,11 @@ def run(spec: RunSpec, resume: bool = False, progress: bool = True, log=print) -
         for i, seed in enumerate(spec.seeds):
             curve = curves[seed]
             record = {
-                "schema": RECORD_SCHEMA, "task": spec.task, "agent": spec.agent, "seed": seed, "steps": step,
+                "schema": RECORD_SCHEMA, "task": spec.task, "agent": spec.agent, "method": spec.method(), "seed": seed, "steps": step,
                 "target_steps": spec.steps, "finished": finished, "profile": spec.profile,
                 "config": config_dict(config), "dataset": data_info, "eval_episodes": spec.eval_episodes,
                 "success_curve": curve, "final_success_rate": curve[-1]["success_rate"] if curve else None,
-                "git_commit": git_commit(), "device": device_description(), "wall_time_s": round(wall(), 2),
+                "git_commit": commit, "device": device_description(), "wall_time_s": round(wall(), 2),
                 "num_seeds_in_run": len(spec.seeds), "command": run_info["command"], "updated": utc_now(),
             }
             write_json_atomic(os.path.join(spec.out, RECORDS_DIR, f"seed{seed}.json"), record)

@@ -46,3 +46,18 @@ def test_bench_writes_a_record(tmp_path):
     record = json.loads(path.read_text())
     assert record["device"] and record["smoke"]["updates_per_s"] > 0 and record["smoke"]["flops_per_update"] > 0
     assert record["smoke"]["vmapped_seeds"]["num_seeds"] == 2
+
+
+def test_a_runs_recorded_command_parses_back_to_the_same_run():
+    import shlex
+
+    from rql_lite.__main__ import build_parser, spec_from_args
+    from rql_lite.experiment import RunSpec
+
+    spec = RunSpec(task="cube-single-play-singletask-task2-v0", agent="rql", seeds=(0, 1), steps=5000,
+                   out="results/x", profile="smoke", overrides={"alpha": 1000.0, "policy_hidden": (256, 256)},
+                   eval_every=1000, eval_episodes=20, label="BC flow").resolved()
+    command = spec.command()
+    assert command.startswith("python -m rql_lite train ")
+    again = spec_from_args(build_parser().parse_args(shlex.split(command)[3:])).resolved()
+    assert again == spec
