@@ -191,45 +191,58 @@ def reverse_to(config: AgentConfig, policy_params, obs: jax.Array, actions: jax.
     return euler(lambda x, t: policy.apply(policy_params, obs, x, t), actions, 1.0, flow_time, config.flow_steps)
 
 
-def value_targets(state: TrainState, batch: dict, key: jax.Array, policy_params=None) -> dict:
-    """Where the value is trained and towards what: reversed points and their targets.
+def value_targets_at(config: AgentConfig, policy_params, target_value_params, batch: dict, flow_time: jax.Array,
+                     next_noise: jax.Array, agent: str | None = None) -> dict:
+    """The value's training points and their targets, for given flow times and next-step noise.
 
-    Draws flow times f (``sample_flow_times``), reverses each dataset chunk to ``x^f`` with
-    the current policy (``policy_params``, default the state's), and builds the RQL or
-    TFQL target from the target value ensemble. No gradient flows through any output.
+    Reverses each dataset chunk to ``x^f`` with ``policy_params`` (``reverse_to``) and builds the
+    target from the target ensemble: RQL's multi-step target, or TFQL's one-step target along the
+    expanded MDP. ``flow_time (B,)``; ``next_noise (B, h*d)`` is the ``z`` at which the next
+    environment step's value ``V_bar(s_{t+h}, z, 0)`` is read. ``agent`` defaults to the config's.
 
-    Returns ``flow_time (B,)``, ``x_f (B, h*d)``, ``target (B,)``, ``returns (B,)``,
-    ``bootstrap (B,)``, ``next_env_value (B,)``.
+    Returns ``flow_time (B,)``, ``x_f (B, h*d)``, ``target (B,)``, ``returns (B,)``, ``bootstrap (B,)``,
+    ``next_env_value (B,)``. No gradient flows through any output.
     """
-    cfg = state.config
-    policy_params = jax.lax.stop_gradient(state.policy_params if policy_params is None else policy_params)
+    cfg, agent = config, config.agent if agent is None else agent
+    policy_params = jax.lax.stop_gradient(policy_params)
     policy, value = policy_net(cfg), value_net(cfg)
     obs, next_obs = batch["observations"], batch["next_observations"]
     b = obs.shape[0]
     actions = batch["actions"].reshape(b, cfg.chunk_dim)
-    k_time, k_next = jax.random.split(key)
 
-    flow_time = losses.sample_flow_times(k_time, b, cfg.flow_steps, cfg.flow_time_mode)
     x_f = reverse_to(cfg, policy_params, obs, actions, flow_time)
-
     returns, bootstrap = losses.chunk_returns(batch["rewards"], batch["masks"], batch["valid"], cfg.discount)
-    z = jax.random.normal(k_next, (b, cfg.chunk_dim))  # the next chunk starts from fresh noise at f = 0
     next_env_value = losses.aggregate_ensemble(
-        value.apply(state.target_value_params, next_obs, z, jnp.zeros((b,))), cfg.pessimism
+        value.apply(target_value_params, next_obs, next_noise, jnp.zeros((b,))), cfg.pessimism
     )
-    if cfg.agent == "rql":
+    if agent == "rql":
         target = losses.rql_value_target(returns, bootstrap, next_env_value)
-    else:
+    elif agent == "tfql":
         # One expanded-MDP step of the current policy from x^f, then the target value there.
         v_f = policy.apply(policy_params, obs, x_f, flow_time)
         x_next, f_next = losses.flow_step(v_f, x_f, flow_time, cfg.flow_steps)
         next_flow_value = losses.aggregate_ensemble(
-            value.apply(state.target_value_params, obs, x_next, f_next), cfg.pessimism
+            value.apply(target_value_params, obs, x_next, f_next), cfg.pessimism
         )
         target = losses.tfql_value_target(flow_time, returns, bootstrap, next_env_value, next_flow_value)
+    else:
+        raise ValueError(f"agent must be one of {AGENTS}, got {agent!r}")
     out = dict(flow_time=flow_time, x_f=x_f, target=target, returns=returns, bootstrap=bootstrap,
                next_env_value=next_env_value)
     return jax.tree_util.tree_map(jax.lax.stop_gradient, out)
+
+
+def value_targets(state: TrainState, batch: dict, key: jax.Array, policy_params=None) -> dict:
+    """``value_targets_at`` with the update's random draws: flow times ``f`` from
+    ``sample_flow_times`` and the next step's noise ``z ~ N(0, I)`` (the next chunk starts from
+    fresh noise at f = 0). ``policy_params`` defaults to the state's."""
+    cfg = state.config
+    b = batch["observations"].shape[0]
+    k_time, k_next = jax.random.split(key)
+    flow_time = losses.sample_flow_times(k_time, b, cfg.flow_steps, cfg.flow_time_mode)
+    z = jax.random.normal(k_next, (b, cfg.chunk_dim))
+    policy_params = state.policy_params if policy_params is None else policy_params
+    return value_targets_at(cfg, policy_params, state.target_value_params, batch, flow_time, z)
 
 
 def _loss(params, state: TrainState, batch: dict, key: jax.Array):

@@ -6,24 +6,20 @@
   whatever the action (chapter 4: horizon reduction). Its values are known in closed form.
 * ``TwoStage``: a two-step 2-D task whose best path is rare in the data (chapter 5).
 
-Plus evaluation helpers that read a trained ``rql_lite`` agent: the value along a
-virtual trajectory, the RQL and TFQL targets along it, rollouts. They call the
-library's networks, integrator and targets; none of the update math lives here.
+The helpers that read a trained agent (values and targets along virtual trajectories)
+are in ``rql_lite.analysis``; none of the update math lives here.
 
 Shapes: ``B`` batch, ``M`` modes, ``K`` flow steps, ``L`` chain length.
 """
 from __future__ import annotations
 
 import dataclasses
-from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from rql_lite import losses
-from rql_lite.agent import policy_net, value_net
-from rql_lite.flow import euler, euler_path
 
 # --------------------------------------------------------------------------- rewards
 
@@ -272,140 +268,3 @@ class TwoStage:
         room = self.room(a0)
         a1 = np.asarray(sample(jnp.asarray(self.obs1(room)), k1))
         return dict(a0=a0, a1=a1, room=room, returns=discount * self.stage1_reward(room, a1))
-
-
-# --------------------------------------------------------------------------- reading an agent
-
-
-def _apply_fns(config, policy_params, value_params, obs):
-    policy, value = policy_net(config), value_net(config)
-
-    def velocity(x, t):
-        return policy.apply(policy_params, obs, x, t)
-
-    def values(o, x, f):
-        return value.apply(value_params, o, x, f)  # (N, B)
-
-    return velocity, values
-
-
-@partial(jax.jit, static_argnums=0)
-def _virtual_trajectory(config, policy_params, obs, actions):
-    velocity, _ = _apply_fns(config, policy_params, None, obs)
-    K = config.flow_steps
-    # Point k of the grid, f = k/K, is reached from the action by K Euler steps of size (1-f)/K,
-    # exactly as the agent's reversal does it.
-    fs = jnp.arange(K + 1) / K
-    return jax.vmap(lambda f: euler(velocity, actions, 1.0, f, K))(fs)  # (K+1, B, D)
-
-
-def virtual_trajectory(config, policy_params, obs, actions):
-    """Reverse dataset actions to every grid flow time ``f = k/K`` with the library's ``euler``.
-
-    ``obs (B, obs_dim)``, ``actions (B, chunk_dim)`` -> ``(K+1, B, chunk_dim)``, index ``k`` is
-    the point at ``f = k/K`` (``k = K`` is the action itself).
-    """
-    return _virtual_trajectory(config, policy_params, jnp.asarray(obs), jnp.asarray(actions))
-
-
-@partial(jax.jit, static_argnums=0)
-def _values_on_grid(config, policy_params, value_params, obs, actions):
-    xs = _virtual_trajectory(config, policy_params, obs, actions)
-    _, values = _apply_fns(config, policy_params, value_params, obs)
-    fs = jnp.arange(config.flow_steps + 1) / config.flow_steps
-    b = obs.shape[0]
-    return jax.vmap(lambda x, f: jnp.mean(values(obs, x, jnp.full((b,), f)), axis=0))(xs, fs)
-
-
-def values_on_grid(config, policy_params, value_params, obs, actions):
-    """Mean-over-heads ``V(s, x^f, f)`` at every grid flow time of each action's virtual
-    trajectory: ``(B, obs_dim), (B, chunk_dim) -> (K+1, B)``."""
-    return np.asarray(_values_on_grid(config, policy_params, value_params, jnp.asarray(obs), jnp.asarray(actions)))
-
-
-def _targets_core(cfg, policy_params, target_params, batch, flow_time, z):
-    obs = batch["observations"]
-    b = obs.shape[0]
-    velocity, values = _apply_fns(cfg, policy_params, target_params, obs)
-    x_f = euler(velocity, batch["actions"].reshape(b, -1), 1.0, flow_time, cfg.flow_steps)
-    returns, bootstrap = losses.chunk_returns(batch["rewards"], batch["masks"], batch["valid"], cfg.discount)
-    next_env_value = losses.aggregate_ensemble(values(batch["next_observations"], z, jnp.zeros((b,))), cfg.pessimism)
-    x_next, f_next = losses.flow_step(velocity(x_f, flow_time[:, None]), x_f, flow_time, cfg.flow_steps)
-    next_flow_value = losses.aggregate_ensemble(values(obs, x_next, f_next), cfg.pessimism)
-    rql = losses.rql_value_target(returns, bootstrap, next_env_value)
-    tfql = losses.tfql_value_target(flow_time, returns, bootstrap, next_env_value, next_flow_value)
-    return rql, tfql
-
-
-_targets_at = jax.jit(_targets_core, static_argnums=0)
-
-
-def targets_at(config, policy_params, target_params, batch: dict, flow_time, z):
-    """RQL and TFQL value targets for each batch action reversed to ``flow_time (B,)``.
-
-    The steps are those of ``agent.update``: reverse the action with ``euler`` (K steps from
-    f = 1), then build both targets with the library's ``chunk_returns``, ``aggregate_ensemble``,
-    ``flow_step``, ``rql_value_target`` and ``tfql_value_target``. ``z (B, chunk_dim)`` is the
-    next-state noise. ``batch`` as from ``rql_lite.data.sample_chunks``.
-    Returns ``(rql, tfql)``, each ``(B,)`` numpy.
-    """
-    batch = {k: jnp.asarray(v) for k, v in batch.items()}
-    rql, tfql = _targets_at(config, policy_params, target_params, batch, jnp.asarray(flow_time, jnp.float32), jnp.asarray(z))
-    return np.asarray(rql), np.asarray(tfql)
-
-
-@partial(jax.jit, static_argnums=0)
-def _targets_on_grid(config, policy_params, target_params, batch, z):
-    b = batch["observations"].shape[0]
-    fs = jnp.arange(config.flow_steps + 1) / config.flow_steps
-    return jax.vmap(lambda f: _targets_core(config, policy_params, target_params, batch, jnp.full((b,), f), z))(fs)
-
-
-def targets_on_grid(config, policy_params, target_params, batch: dict, z):
-    """``targets_at`` at every grid point ``f = k/K`` of each action's virtual trajectory, with
-    one shared next-state noise ``z (B, chunk_dim)``. Returns ``(rql, tfql)``, each ``(K+1, B)``."""
-    batch = {k: jnp.asarray(v) for k, v in batch.items()}
-    rql, tfql = _targets_on_grid(config, policy_params, target_params, batch, jnp.asarray(z))
-    return np.asarray(rql), np.asarray(tfql)
-
-
-@partial(jax.jit, static_argnums=(0, 5))
-def _flow_forward(config, policy_params, obs, x, f, num_steps):
-    velocity, _ = _apply_fns(config, policy_params, None, obs)
-    return euler(velocity, x, f, 1.0, num_steps)
-
-
-def flow_forward(config, policy_params, obs, x, f, num_steps: int | None = None):
-    """Finish partial actions: integrate the policy from ``(x, f)`` to ``f = 1`` with ``euler``.
-
-    ``obs (B, obs_dim)``, ``x (B, chunk_dim)``, ``f`` scalar or ``(B,)`` -> the (unclipped)
-    actions ``(B, chunk_dim)``. ``num_steps`` defaults to ``round(K (1 - f))`` for scalar ``f``.
-    """
-    if num_steps is None:
-        num_steps = max(1, int(round(config.flow_steps * (1.0 - float(f)))))
-    return np.asarray(_flow_forward(config, policy_params, jnp.asarray(obs), jnp.asarray(x), jnp.asarray(f, jnp.float32), num_steps))
-
-
-@partial(jax.jit, static_argnums=0)
-def _flow_path(config, policy_params, obs, z):
-    velocity, _ = _apply_fns(config, policy_params, None, obs)
-    return euler_path(velocity, z, 0.0, 1.0, config.flow_steps)
-
-
-def flow_path(config, policy_params, obs, z):
-    """The policy's forward flow from noise ``z (B, chunk_dim)`` at ``obs (B, obs_dim)``, keeping
-    every Euler point: ``(K+1, B, chunk_dim)``; index ``k`` is the partial action at ``f = k/K``."""
-    return np.asarray(_flow_path(config, policy_params, jnp.asarray(obs), jnp.asarray(z)))
-
-
-@partial(jax.jit, static_argnums=0)
-def _values_at(config, value_params, obs, x, f):
-    return jnp.mean(value_net(config).apply(value_params, obs, x, f), axis=0)
-
-
-def values_at(config, value_params, obs, x, f):
-    """Mean-over-heads ``V(s, x, f)``: ``obs (B, obs_dim)``, ``x (B, chunk_dim)``, ``f`` scalar or
-    ``(B,)`` -> ``(B,)`` numpy."""
-    x = jnp.asarray(x)
-    f = jnp.broadcast_to(jnp.asarray(f, jnp.float32), (x.shape[0],))
-    return np.asarray(_values_at(config, value_params, jnp.asarray(obs), x, f))

@@ -1,11 +1,9 @@
-"""Tests of the toy problems of chapters 3-5 (exact values, dataset structure, agent readers)."""
-import jax
+"""Tests of the toy problems of chapters 3-5: exact values and dataset structure."""
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from rql_lite import data, toy_mdp
-from rql_lite.agent import AgentConfig, init_state
 
 
 def test_chain_values_hand_checked():
@@ -80,25 +78,3 @@ def test_two_stage_dataset_and_rollout():
     np.testing.assert_allclose(out["returns"], task.best_return(0.9), rtol=1e-3)
     # the behaviour data is mostly worse than that
     assert d["episode_return"].mean() < 0.6
-
-
-def test_agent_readers_shapes_and_rql_target_is_flat():
-    cfg = AgentConfig(obs_dim=3, action_dim=1, flow_steps=4, num_values=2, policy_hidden=(16,),
-                      value_hidden=(16,), discount=0.9)
-    state = init_state(cfg, jax.random.PRNGKey(0))
-    d = toy_mdp.chain_dataset(3, 4, seed=0)
-    ds = data.from_arrays(d["observations"], d["actions"], d["rewards"], d["terminals"], d["masks"], d["next_observations"])
-    batch = data.sample_chunks(ds, jax.random.PRNGKey(1), 8, 1)
-    traj = toy_mdp.virtual_trajectory(cfg, state.policy_params, batch["observations"], batch["actions"][:, 0])
-    assert traj.shape == (5, 8, 1)
-    np.testing.assert_allclose(traj[-1], batch["actions"][:, 0])  # f = 1 is the action itself
-    v = toy_mdp.values_on_grid(cfg, state.policy_params, state.value_params, batch["observations"], batch["actions"][:, 0])
-    assert v.shape == (5, 8)
-    z = jax.random.normal(jax.random.PRNGKey(2), (8, 1))
-    rql, tfql = toy_mdp.targets_on_grid(cfg, state.policy_params, state.target_value_params, batch, z)
-    assert rql.shape == tfql.shape == (5, 8)
-    assert np.all(np.ptp(rql, axis=0) == 0.0)  # bitwise the same target at every flow time
-    np.testing.assert_allclose(tfql[-1], rql[-1])  # both use the environment target at f = 1
-    assert np.any(np.ptp(tfql, axis=0) > 0)  # an untrained value differs across flow times
-    x1 = toy_mdp.flow_forward(cfg, state.policy_params, batch["observations"], traj[0], 0.0)
-    assert x1.shape == (8, 1)
