@@ -85,24 +85,13 @@ def _generate(args) -> int:
 
 
 def _evaluate(args) -> int:
-    import json
     import os
 
-    from rql_lite import checkpoint
-    from rql_lite.agent import AgentConfig
     from rql_lite.evaluate import evaluate, make_eval_env, write_video
-    from rql_lite.experiment import CHECKPOINT_FILE, RUN_FILE
-    from rql_lite.train import init_states, unstack
+    from rql_lite.train import unstack
 
-    run_file = os.path.join(args.run, RUN_FILE)
-    if not os.path.isfile(run_file):
-        raise ValueError(f"{args.run} holds no run ({RUN_FILE} missing); pass the --out directory of a train command")
-    with open(run_file) as f:
-        info = json.load(f)
-    config = AgentConfig(**info["config"])
+    info, states, meta = _load_run(args.run)
     seeds = info["identity"]["seeds"]
-    states, _ = init_states(config, seeds)
-    states, meta = checkpoint.load(os.path.join(args.run, CHECKPOINT_FILE), states)
     env = make_eval_env(info["identity"]["task"], render=args.video_episodes > 0)
     for i, seed in enumerate(seeds):
         result = evaluate(env, unstack(states, i), args.episodes, seed=args.seed, video_episodes=args.video_episodes)
@@ -111,6 +100,43 @@ def _evaluate(args) -> int:
             path = os.path.join(args.run, "videos", f"eval-seed{seed}-episode{j}.mp4")
             write_video(frames, path)
             print(f"  video: {path}")
+    return 0
+
+
+def _load_run(run_dir: str):
+    """``(run_info, stacked states, checkpoint metadata)`` of a train command's ``--out`` directory."""
+    import json
+    import os
+
+    from rql_lite import checkpoint
+    from rql_lite.agent import AgentConfig
+    from rql_lite.experiment import CHECKPOINT_FILE, RUN_FILE
+    from rql_lite.train import init_states
+
+    run_file = os.path.join(run_dir, RUN_FILE)
+    if not os.path.isfile(run_file):
+        raise ValueError(f"{run_dir} holds no run ({RUN_FILE} missing); pass the --out directory of a train command")
+    with open(run_file) as f:
+        info = json.load(f)
+    states, _ = init_states(AgentConfig(**info["config"]), info["identity"]["seeds"])
+    states, meta = checkpoint.load(os.path.join(run_dir, CHECKPOINT_FILE), states)
+    return info, states, meta
+
+
+def _export(args) -> int:
+    from rql_lite import checkpoint
+    from rql_lite.train import unstack
+
+    info, states, meta = _load_run(args.run)
+    seeds = info["identity"]["seeds"]
+    if args.seed not in seeds:
+        raise ValueError(f"seed {args.seed} is not in {args.run} (its seeds: {seeds})")
+    state = unstack(states, seeds.index(args.seed))
+    checkpoint.save_agent(args.out, state, {
+        "task": info["identity"]["task"], "agent": info["identity"]["agent"], "method": info.get("method"),
+        "seed": args.seed, "run_command": info.get("command"), "git_commit": info.get("git_commit"),
+        "dataset": info["dataset"]})
+    print(f"wrote {args.out}: seed {args.seed} of {args.run} at step {meta['step']}")
     return 0
 
 
@@ -164,6 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--video-episodes", type=int, default=0)
     ev.set_defaults(func=_evaluate)
+
+    ex = sub.add_parser("export", help="write one seed of a run as a small agent file (acting and analysis only)")
+    ex.add_argument("--run", required=True, help="a train command's --out directory")
+    ex.add_argument("--seed", type=int, default=0)
+    ex.add_argument("--out", required=True, help="e.g. results/.../agent-seed0.msgpack")
+    ex.set_defaults(func=_export)
     return parser
 
 

@@ -28,7 +28,10 @@ def save(path: str, states, metadata: dict) -> None:
         "metadata": json.dumps(metadata, sort_keys=True),
         "states": jax.tree_util.tree_map(np.asarray, flax.serialization.to_state_dict(states)),
     }
-    data = flax.serialization.msgpack_serialize(payload)
+    _write_atomic(path, flax.serialization.msgpack_serialize(payload))
+
+
+def _write_atomic(path: str, data: bytes) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
@@ -88,3 +91,64 @@ def load(path: str, template, expected: dict | None = None):
     if not shapes_ok:
         raise ValueError(f"checkpoint {path} has parameter shapes that differ from this configuration; use a fresh --out")
     return jax.tree_util.tree_map(jax.numpy.asarray, states), metadata
+
+
+# --------------------------------------------------------------------------- one agent, for acting
+
+AGENT_FORMAT = "rql_lite-agent-v1"
+
+
+def save_agent(path: str, state, metadata: dict) -> None:
+    """Write one seed's agent (a single, not stacked, ``TrainState``) for acting and analysis.
+
+    Keeps the config, the step and the four parameter sets (policy, value, target value, EMA
+    policy) but not the optimiser state, so the file is about a third of a checkpoint's size
+    and small enough to share. It cannot resume training; a checkpoint can. Written atomically.
+    """
+    from rql_lite.experiment import config_dict
+
+    if np.ndim(state.step) != 0:
+        raise ValueError("save_agent takes one seed's state; pick one with rql_lite.train.unstack(states, i)")
+    payload = {
+        "format": AGENT_FORMAT,
+        "metadata": json.dumps({**metadata, "config": config_dict(state.config), "step": int(state.step)},
+                               sort_keys=True),
+        "params": jax.tree_util.tree_map(np.asarray, {
+            "policy": flax.serialization.to_state_dict(state.policy_params),
+            "value": flax.serialization.to_state_dict(state.value_params),
+            "target_value": flax.serialization.to_state_dict(state.target_value_params),
+            "ema_policy": flax.serialization.to_state_dict(state.ema_policy_params)}),
+    }
+    _write_atomic(path, flax.serialization.msgpack_serialize(payload))
+
+
+def load_agent(path: str):
+    """``(state, metadata)`` from a ``save_agent`` file; the state acts with ``rql_lite.act``.
+
+    Its optimiser state is freshly initialised: use it to act and to look inside, not to train on.
+    """
+    from rql_lite.agent import AgentConfig, init_state
+
+    if not os.path.isfile(path):
+        raise ValueError(f"no agent file at {path}")
+    try:
+        with open(path, "rb") as f:
+            payload = flax.serialization.msgpack_restore(f.read())
+        if payload.get("format") != AGENT_FORMAT:
+            raise ValueError
+        metadata = json.loads(payload["metadata"])
+        config = AgentConfig(**metadata["config"])
+    except Exception:  # damaged bytes, a checkpoint or another file: all the same to the reader
+        raise ValueError(f"{path} is not an rql_lite agent file ({AGENT_FORMAT!r}); write one with "
+                         f"python -m rql_lite export") from None
+    template = init_state(config, jax.random.PRNGKey(0))
+    params = payload["params"]
+    restore = flax.serialization.from_state_dict
+    state = template.replace(
+        step=jax.numpy.asarray(metadata["step"], jax.numpy.int32),
+        policy_params=restore(template.policy_params, params["policy"]),
+        value_params=restore(template.value_params, params["value"]),
+        target_value_params=restore(template.target_value_params, params["target_value"]),
+        ema_policy_params=restore(template.ema_policy_params, params["ema_policy"]),
+    )
+    return jax.tree_util.tree_map(jax.numpy.asarray, state), metadata

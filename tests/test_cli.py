@@ -26,6 +26,15 @@ def test_train_smoke_profile_runs_end_to_end(tmp_path):
     assert run_info["config"]["policy_hidden"] == [64, 64]  # the smoke profile's networks
     print(f"CLI smoke run: {elapsed:.1f} s")  # shown with -s; about a minute on two cores
 
+    from rql_lite.checkpoint import load_agent
+
+    exported = cli("export", "--run", str(out), "--seed", "0", "--out", str(tmp_path / "agent.msgpack"))
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    state, meta = load_agent(str(tmp_path / "agent.msgpack"))
+    assert meta["task"] == "cube-single-play-singletask-task2-v0" and int(state.step) == 200
+    missing = cli("export", "--run", str(out), "--seed", "7", "--out", str(tmp_path / "x.msgpack"))
+    assert missing.returncode == 2 and "seed 7" in missing.stderr and not (tmp_path / "x.msgpack").exists()
+
 
 def test_bad_input_is_one_clear_line_and_writes_nothing(tmp_path):
     out = tmp_path / "nothing"
