@@ -88,9 +88,10 @@ def _evaluate(args) -> int:
     import os
 
     from rql_lite.evaluate import evaluate, make_eval_env, write_video
+    from rql_lite.experiment import load_run
     from rql_lite.train import unstack
 
-    info, states, meta = _load_run(args.run)
+    info, states, meta = load_run(args.run)
     seeds = info["identity"]["seeds"]
     env = make_eval_env(info["identity"]["task"], render=args.video_episodes > 0)
     for i, seed in enumerate(seeds):
@@ -103,31 +104,12 @@ def _evaluate(args) -> int:
     return 0
 
 
-def _load_run(run_dir: str):
-    """``(run_info, stacked states, checkpoint metadata)`` of a train command's ``--out`` directory."""
-    import json
-    import os
-
-    from rql_lite import checkpoint
-    from rql_lite.agent import AgentConfig
-    from rql_lite.experiment import CHECKPOINT_FILE, RUN_FILE
-    from rql_lite.train import init_states
-
-    run_file = os.path.join(run_dir, RUN_FILE)
-    if not os.path.isfile(run_file):
-        raise ValueError(f"{run_dir} holds no run ({RUN_FILE} missing); pass the --out directory of a train command")
-    with open(run_file) as f:
-        info = json.load(f)
-    states, _ = init_states(AgentConfig(**info["config"]), info["identity"]["seeds"])
-    states, meta = checkpoint.load(os.path.join(run_dir, CHECKPOINT_FILE), states)
-    return info, states, meta
-
-
 def _export(args) -> int:
     from rql_lite import checkpoint
+    from rql_lite.experiment import load_run
     from rql_lite.train import unstack
 
-    info, states, meta = _load_run(args.run)
+    info, states, meta = load_run(args.run)
     seeds = info["identity"]["seeds"]
     if args.seed not in seeds:
         raise ValueError(f"seed {args.seed} is not in {args.run} (its seeds: {seeds})")

@@ -12,7 +12,8 @@ libgl1-mesa-dri libopengl0``), on an NVIDIA machine the driver's EGL. This modul
 imported earlier without it (see ``ensure_headless_gl``).
 
 Videos: ``write_video`` picks the format from the file extension. ``.mp4`` (and any
-other ffmpeg format) needs the ``ffmpeg`` program (``apt-get install -y ffmpeg``);
+other ffmpeg format) needs an ``ffmpeg`` program: the one on PATH, else the binary that
+the ``imageio-ffmpeg`` package ships (a dependency of ``rql_lite[ogbench]``);
 ``.gif`` (Pillow) and ``.npz`` (the raw uint8 frames) need nothing beyond the venv.
 """
 from __future__ import annotations
@@ -239,8 +240,16 @@ def _as_frames(frames) -> np.ndarray:
 
 
 def ffmpeg_available() -> bool:
+    """Whether mediapy can encode videos; points it at imageio-ffmpeg's binary if none is on PATH."""
     import mediapy
 
+    if not mediapy.video_is_available():
+        try:
+            import imageio_ffmpeg
+
+            mediapy.set_ffmpeg(imageio_ffmpeg.get_ffmpeg_exe())
+        except (ImportError, RuntimeError):  # not installed, or no binary for this platform
+            return False
     return bool(mediapy.video_is_available())
 
 
@@ -294,3 +303,12 @@ def write_video(frames: np.ndarray | Sequence[np.ndarray], path: str, fps: float
             os.remove(tmp)
         raise
     return path
+
+
+def show_video(frames, fps: float = DEFAULT_FPS, title: str | None = None, width: int | None = None) -> None:
+    """Show ``(T, H, W, 3)`` frames inline in a notebook with mediapy (an H.264 video in the page)."""
+    import mediapy
+
+    if not ffmpeg_available():
+        raise RuntimeError("showing a video needs ffmpeg; pip install imageio-ffmpeg (or install ffmpeg)")
+    mediapy.show_video(_as_frames(frames), fps=fps, title=title, width=width)

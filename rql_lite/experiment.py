@@ -19,7 +19,12 @@ from rql_lite import checkpoint
 from rql_lite.agent import AGENTS, AgentConfig
 from rql_lite.configs import RUN_PROFILES, agent_config
 from rql_lite.data import check_task, from_dict, load_ogbench
-from rql_lite.provenance import device_description, git_commit, utc_now, write_json_atomic
+from rql_lite.provenance import (
+    device_description,
+    git_commit,
+    utc_now,
+    write_json_atomic,
+)
 from rql_lite.train import TrainingInterrupted, init_states, train, unstack
 
 RECORD_SCHEMA = "rql_lite-run-record-v1"
@@ -121,6 +126,19 @@ def check_out_dir(spec: RunSpec, resume: bool) -> dict | None:
     if os.path.isdir(spec.out) and os.listdir(spec.out):
         raise ValueError(f"{spec.out} is not empty and holds no rql_lite run; choose an empty or new --out")
     return None
+
+
+def load_run(run_dir: str):
+    """``(run_info, states, checkpoint_metadata)`` of a run directory: its ``run.json`` and the
+    stacked states (leading axis = seed, in ``run_info["identity"]["seeds"]`` order) of its checkpoint."""
+    run_file = os.path.join(run_dir, RUN_FILE)
+    if not os.path.isfile(run_file):
+        raise ValueError(f"{run_dir} holds no run ({RUN_FILE} missing); pass the --out directory of a train command")
+    with open(run_file) as f:
+        info = json.load(f)
+    states, _ = init_states(AgentConfig(**info["config"]), info["identity"]["seeds"])
+    states, meta = checkpoint.load(os.path.join(run_dir, CHECKPOINT_FILE), states)
+    return info, states, meta
 
 
 def run(spec: RunSpec, resume: bool = False, progress: bool = True, log=print) -> list[dict]:

@@ -3,10 +3,9 @@ import jax
 import numpy as np
 import pytest
 
-from rql_lite.agent import AgentConfig
+from rql_lite.agent import AgentConfig, init_state
 from rql_lite.data import from_arrays
 from rql_lite.train import run_updates_jit, seed_keys, train, unstack
-from rql_lite.agent import init_state
 
 CFG = AgentConfig(obs_dim=4, action_dim=2, horizon=3, flow_steps=5, num_values=3, batch_size=32,
                   policy_hidden=(32, 32), value_hidden=(32, 32))
