@@ -42,6 +42,8 @@ from ogbench.manipspace.oracles.plan.drawer_plan import DrawerPlanOracle
 from ogbench.manipspace.oracles.plan.window_plan import WindowPlanOracle
 from tqdm import tqdm
 
+from rql_lite.provenance import quiet_env_construction
+
 ORACLE_NOISE = 0.1
 ORACLE_NOISE_SMOOTHING = 0.5
 
@@ -243,12 +245,13 @@ def _env_and_oracles(recipe: Recipe, episode_length: int):
     reuse one env; ``env.reset`` restores all state the recorded data depends on.
     """
     # The extra step's row is the terminal row that only provides the last observation.
-    env = gymnasium.make(
-        recipe.env_id,
-        terminate_at_goal=False,
-        mode="data_collection",
-        max_episode_steps=episode_length + 1,
-    )
+    with quiet_env_construction():
+        env = gymnasium.make(
+            recipe.env_id,
+            terminate_at_goal=False,
+            mode="data_collection",
+            max_episode_steps=episode_length + 1,
+        )
     # The oracles must get env as a keyword: ButtonPlanOracle's first positional
     # parameter is gripper_always_closed.
     noise = dict(noise=ORACLE_NOISE, noise_smoothing=ORACLE_NOISE_SMOOTHING)

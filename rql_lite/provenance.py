@@ -1,17 +1,19 @@
 """Where a number came from: device, git commit, time; and atomic JSON writes."""
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
 import platform
 import subprocess
-
-import jax
+import warnings
 
 
 def device_description() -> str:
     """E.g. ``"cpu: AMD EPYC (2 logical cores)"`` or ``"gpu: NVIDIA H100 80GB HBM3 x1"``."""
+    import jax  # here, so that dataset-generation workers importing this module skip JAX
+
     dev = jax.devices()[0]
     if dev.platform == "cpu":
         cpu = platform.processor() or platform.machine()
@@ -53,3 +55,16 @@ def write_json_atomic(path: str, payload: dict) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+@contextlib.contextmanager
+def quiet_env_construction():
+    """Silence one benign warning while an OGBench env is built.
+
+    OGBench declares its observation bounds in float64 and gymnasium warns that it casts them to
+    float32, once per env. The cast is harmless here (observations are float32 anyway), and the
+    warning would otherwise fill every notebook page; every other warning still shows.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*precision lowered by casting to float32")
+        yield
