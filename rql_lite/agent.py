@@ -82,7 +82,7 @@ class AgentConfig:
 
     @property
     def chunk_dim(self) -> int:
-        """Size of the policy's output: ``horizon * action_dim``."""
+        """The number of outputs of the policy, ``horizon * action_dim``."""
         return self.horizon * self.action_dim
 
     def replace(self, **changes) -> "AgentConfig":

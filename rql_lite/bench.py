@@ -11,6 +11,7 @@ import os
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from rql_lite.agent import AgentConfig, init_state
@@ -43,6 +44,27 @@ def flops_per_update(config: AgentConfig, dataset: ChunkDataset) -> float:
     if isinstance(cost, (list, tuple)):
         cost = cost[0]
     return float(cost.get("flops", float("nan")))
+
+
+def matmul_flop_per_s(size: int = 2048, repeats: int = 20, dtype=jnp.float32) -> float:
+    """Attainable dense-matmul throughput of the default device, in FLOP/s (float32, ``size`` square).
+
+    It is the ceiling an update made of matmuls could reach here, so ``flops_per_update / matmul_flop_per_s``
+    is a floor on the time per update. Timed over ``repeats`` chained products in one jitted call.
+    """
+    a = jax.random.normal(jax.random.PRNGKey(0), (size, size), dtype) / np.sqrt(size)
+
+    @jax.jit
+    def chain(x):
+        return jax.lax.fori_loop(0, repeats, lambda _, y: y @ a, x)
+
+    jax.block_until_ready(chain(a))  # compile
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        jax.block_until_ready(chain(a))
+        best = min(best, time.perf_counter() - start)
+    return 2.0 * size**3 * repeats / best
 
 
 def _time_loop(run, min_seconds: float, max_dispatches: int) -> tuple[float, int]:
@@ -111,11 +133,16 @@ def run_bench(names=("paper", "smoke"), num_seeds: int = 4, updates_per_dispatch
         "jax_version": jax.__version__,
         "git_commit": git_commit(),
         "date": utc_now(),
+        "matmul_flop_per_s": matmul_flop_per_s(),
     }
     for name in names:
         config = BENCH_CONFIGS[name]()
         n = updates_per_dispatch or (10 if on_cpu and name == "paper" else 200 if on_cpu else 1000)
-        payload[name] = bench_config(config, n, num_seeds, min_seconds)
+        record = bench_config(config, n, num_seeds, min_seconds)
+        # The floor implied by the FLOP count at the device's matmul throughput, and how close we get.
+        record["floor_ms_per_update"] = 1000.0 * record["flops_per_update"] / payload["matmul_flop_per_s"]
+        record["fraction_of_matmul_peak"] = record["achieved_flop_per_s"] / payload["matmul_flop_per_s"]
+        payload[name] = record
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     path = os.path.join(out_dir, f"bench-{payload['platform']}-{stamp}.json")
     write_json_atomic(path, payload)
@@ -123,13 +150,15 @@ def run_bench(names=("paper", "smoke"), num_seeds: int = 4, updates_per_dispatch
 
 
 def format_report(payload: dict) -> str:
-    lines = [f"device: {payload['device']}  (jax {payload['jax_version']})"]
+    lines = [f"device: {payload['device']}  (jax {payload['jax_version']}); float32 matmul "
+             f"{payload['matmul_flop_per_s'] / 1e9:.0f} GFLOP/s"]
     for name in BENCH_CONFIGS:
         if name not in payload:
             continue
         r = payload[name]
         line = (f"{name:>6}: {r['updates_per_s']:9.2f} updates/s ({r['ms_per_update']:.2f} ms/update), "
-                f"{r['flops_per_update'] / 1e9:.2f} GFLOP/update, {r['achieved_flop_per_s'] / 1e9:.1f} GFLOP/s achieved")
+                f"{r['flops_per_update'] / 1e9:.2f} GFLOP/update, {r['achieved_flop_per_s'] / 1e9:.1f} GFLOP/s achieved "
+                f"({100 * r['fraction_of_matmul_peak']:.0f}% of matmul; floor {r['floor_ms_per_update']:.2f} ms/update)")
         if "vmapped_seeds" in r:
             v = r["vmapped_seeds"]
             line += (f"; {v['num_seeds']} vmapped seeds: {v['total_updates_per_s']:.2f} updates/s in total "

@@ -354,6 +354,25 @@ def _aggregate(cells: list[Cell], expected: int) -> Cell:
     return Cell(value, f"{value:.2f}", f"mean of {expected} tasks", tuple(p for c in done for p in c.records))
 
 
+def summaries_html(summaries: Sequence[Summary]) -> str:
+    """A table of run summaries: task, method, success with its interval, size, device, command."""
+    head = "".join(f"<th>{h}</th>" for h in ("task", "method", "success rate [95% CI]", "per seed", "size",
+                                              "networks", "command"))
+    rows = []
+    for s in summaries:
+        low, high = s.ci
+        ci = f" [{low:.2f}, {high:.2f}]" if s.n_seeds > 1 else ""
+        nets = (f"policy {s.config['policy_hidden']}, value {s.config['value_hidden']} x{s.config['num_values']}, "
+                f"batch {s.config['batch_size']}, alpha {s.config['alpha']:g}")
+        cells = (s.task.replace("-singletask", "").replace("-v0", ""), s.method, f"{s.mean:.2f}{ci}",
+                 ", ".join(f"{v:.2f}" for v in s.success_rates), s.describe(), nets)
+        tds = "".join(f"<td>{html.escape(str(c))}</td>" for c in cells)
+        tds += "<td>" + "<br>".join(f"<code>{html.escape(c)}</code>" for c in s.commands) + "</td>"
+        rows.append(f"<tr>{tds}</tr>")
+    return (f'<div style="overflow-x:auto"><table class="rql-runs" style="font-size:80%"><thead><tr>{head}</tr>'
+            f"</thead><tbody>{''.join(rows)}</tbody></table></div>")
+
+
 def domain_means(table: Table) -> dict[str, dict[str, float | None]]:
     """``{domain row label: {method: value or None}}`` for plotting."""
     return {row.label: {m: row.cells[m].value for m in table.columns} for row in table.rows if row.kind != "task"}

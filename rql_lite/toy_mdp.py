@@ -135,7 +135,7 @@ def chain_dataset(length: int, num_episodes: int, action_dim: int = 1, seed: int
 
 def tabular_chain_errors(length: int, flow_steps: int, discount: float, agent: str,
                          num_updates: int, lr: float = 0.5) -> np.ndarray:
-    """Tabular value learning on the expanded chain; max |V - V*| after each update, ``(num_updates,)``.
+    """Tabular value learning on the expanded chain; ``max |V - V*|`` after each update, ``(num_updates,)``.
 
     The table ``V[s, k]`` holds one value per env state and flow step (the action does not
     matter on the chain, so one cell stands for the whole virtual trajectory at that step).

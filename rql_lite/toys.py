@@ -60,7 +60,7 @@ _SAMPLERS = {"eight_gaussians": _eight_gaussians, "two_moons": _two_moons, "chec
 
 
 def sample_toy(name: str, key: jax.Array, n: int) -> jax.Array:
-    """Draw ``n`` points from the toy distribution ``name`` (one of :data:`TOY_NAMES`).
+    """Draw ``n`` points from the toy distribution ``name`` (one of ``TOY_NAMES``).
 
     Args:
       name: ``"eight_gaussians"``, ``"two_moons"`` or ``"checkerboard"``.
@@ -103,7 +103,7 @@ def train_toy_flow(name: str, key: jax.Array, steps: int, hidden: Sequence[int] 
     :func:`rql_lite.flow.flow_matching_loss`. All ``steps`` run inside one jitted
     ``lax.scan``: one compilation, one dispatch.
 
-    Returns a :class:`ToyFlow` ``(params, velocity, losses)``.
+    Returns a ``ToyFlow`` ``(params, velocity, losses)``.
     """
     hidden = tuple(int(h) for h in hidden)
     model = VelocityField(2, hidden)

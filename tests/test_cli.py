@@ -55,6 +55,9 @@ def test_bench_writes_a_record(tmp_path):
     record = json.loads(path.read_text())
     assert record["device"] and record["smoke"]["updates_per_s"] > 0 and record["smoke"]["flops_per_update"] > 0
     assert record["smoke"]["vmapped_seeds"]["num_seeds"] == 2
+    assert record["matmul_flop_per_s"] > 0
+    floor = record["smoke"]["floor_ms_per_update"]
+    assert 0 < floor < record["smoke"]["ms_per_update"]  # the floor is below what was measured
 
 
 def test_a_runs_recorded_command_parses_back_to_the_same_run():
