@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
-# The test command: unit tests, then every chapter at smoke size under nbmake, then the
-# book built from those executed notebooks with warnings as errors.
+# The test command:
+#   1. unit and property tests (pytest, CPU);
+#   2. every page of the book that is a notebook, executed at smoke size under nbmake;
+#   3. the book built from those executed notebooks, warnings as errors;
+#   4. the built book in headless Chromium (skipped without Debian's chromium and
+#      chromium-driver, unless RQL_REQUIRE_BROWSER=1, as CI sets it).
 # Notebooks run from a scratch copy, so the committed sources stay free of outputs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export RQL_PROFILE=smoke JAX_PLATFORMS="${JAX_PLATFORMS:-cpu}" MUJOCO_GL="${MUJOCO_GL:-egl}" PYTHONHASHSEED=0
 
-python -m pytest tests -q
+python -m pytest tests -q --ignore=tests/browser
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cp -r _config.yml _toc.yml book notebooks "$work/"
-[ -d results ] && cp -r results "$work/"
 
 start=$(date +%s)
-python -m pytest --nbmake --overwrite -p no:cacheprovider -q --durations=0 "$work/notebooks"
+python -m pytest --nbmake --overwrite -p no:cacheprovider -q --durations=0 "$work/notebooks" "$work/book"
 echo "smoke notebook suite: $(( $(date +%s) - start )) s on $(nproc) CPU cores"
 
 # The book from the executed notebooks: execution off, warnings are errors.
@@ -22,3 +25,5 @@ sed 's/execute_notebooks: *force/execute_notebooks: "off"/' _config.yml > "$work
 jupyter-book build "$work" -W -n --keep-going
 rm -rf _build && cp -r "$work/_build" _build
 echo "book built: _build/html/index.html"
+
+RQL_BOOK_HTML=_build/html python -m pytest tests/browser -q
