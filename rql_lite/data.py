@@ -266,10 +266,10 @@ def load_ogbench(
             raise ValueError(f"dataset {source!r} is neither 'official', 'generated' nor an existing NAME.npz file")
         if not os.path.isfile(path.replace(".npz", "-val.npz")):
             raise ValueError(f"{path} has no validation file beside it ({os.path.basename(path).replace('.npz', '-val.npz')})")
-    from rql_lite.provenance import quiet_env_construction
+    from rql_lite.provenance import silence_float32_bounds_warning
 
-    with quiet_env_construction():
-        env, train, val = ogbench.make_env_and_datasets(task, dataset_path=path)
+    silence_float32_bounds_warning()
+    env, train, val = ogbench.make_env_and_datasets(task, dataset_path=path)
     obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
     for split_name, split in (("train", train), ("val", val)):
         if split["observations"].shape[1] != obs_dim or split["actions"].shape[1] != action_dim:

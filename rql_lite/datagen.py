@@ -42,7 +42,9 @@ from ogbench.manipspace.oracles.plan.drawer_plan import DrawerPlanOracle
 from ogbench.manipspace.oracles.plan.window_plan import WindowPlanOracle
 from tqdm import tqdm
 
-from rql_lite.provenance import quiet_env_construction
+from rql_lite.provenance import silence_float32_bounds_warning
+
+silence_float32_bounds_warning()  # OGBench's envs repeat it at every reset; see the docstring
 
 ORACLE_NOISE = 0.1
 ORACLE_NOISE_SMOOTHING = 0.5
@@ -245,13 +247,12 @@ def _env_and_oracles(recipe: Recipe, episode_length: int):
     reuse one env; ``env.reset`` restores all state the recorded data depends on.
     """
     # The extra step's row is the terminal row that only provides the last observation.
-    with quiet_env_construction():
-        env = gymnasium.make(
-            recipe.env_id,
-            terminate_at_goal=False,
-            mode="data_collection",
-            max_episode_steps=episode_length + 1,
-        )
+    env = gymnasium.make(
+        recipe.env_id,
+        terminate_at_goal=False,
+        mode="data_collection",
+        max_episode_steps=episode_length + 1,
+    )
     # The oracles must get env as a keyword: ButtonPlanOracle's first positional
     # parameter is gripper_always_closed.
     noise = dict(noise=ORACLE_NOISE, noise_smoothing=ORACLE_NOISE_SMOOTHING)

@@ -31,7 +31,9 @@ import jax
 import numpy as np
 
 from rql_lite.agent import TrainState, act
-from rql_lite.provenance import quiet_env_construction
+from rql_lite.provenance import silence_float32_bounds_warning
+
+silence_float32_bounds_warning()  # OGBench's envs repeat it at every reset; see the docstring
 
 DEFAULT_FPS = 20  # OGBench manipulation envs step at 20 Hz (control timestep 0.05 s)
 DEFAULT_RENDER_SIZE = 200  # OGBench's default render width and height
@@ -110,8 +112,7 @@ def make_eval_env(task: str, render: bool = False, width: int = DEFAULT_RENDER_S
     if render:
         ensure_headless_gl()
         env_kwargs = {"width": int(width), "height": int(height), **env_kwargs}
-    with quiet_env_construction():
-        return ogbench.make_env_and_datasets(task, env_only=True, **env_kwargs)
+    return ogbench.make_env_and_datasets(task, env_only=True, **env_kwargs)
 
 
 def _check_dims(env, state: TrainState) -> None:

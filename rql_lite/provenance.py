@@ -1,7 +1,6 @@
 """Where a number came from: device, git commit, time; and atomic JSON writes."""
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import json
 import os
@@ -57,14 +56,12 @@ def write_json_atomic(path: str, payload: dict) -> None:
             os.remove(tmp)
 
 
-@contextlib.contextmanager
-def quiet_env_construction():
-    """Silence one benign warning while an OGBench env is built.
+def silence_float32_bounds_warning() -> None:
+    """Hide gymnasium's "precision lowered by casting to float32" warning, and only that one.
 
-    OGBench declares its observation bounds in float64 and gymnasium warns that it casts them to
-    float32, once per env. The cast is harmless here (observations are float32 anyway), and the
-    warning would otherwise fill every notebook page; every other warning still shows.
+    OGBench's manipulation envs declare their space bounds in float64 and build a new action
+    space on every access (each reset calls it), so gymnasium repeats this warning all through a
+    rollout. The cast is harmless here (observations and actions are float32 anyway), and the
+    warning would otherwise fill every notebook page. Every other warning still shows.
     """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*precision lowered by casting to float32")
-        yield
+    warnings.filterwarnings("ignore", message=r".*precision lowered by casting to float32", category=UserWarning)
