@@ -1,4 +1,5 @@
-"""Training loop: ``lax.scan`` runs many updates per dispatch, ``vmap`` runs seeds side by side.
+"""Training loop: ``lax.scan`` runs many updates per dispatch, ``vmap`` runs seeds side by side,
+and with several devices the seeds are sharded across them (``place_on_devices``).
 
 The random key of update number ``i`` is ``fold_in(run_key, i)``: it depends only on
 the seed and the step count, so a run resumed from a checkpoint draws exactly the
@@ -6,6 +7,7 @@ batches and noise it would have drawn without the interruption.
 """
 from __future__ import annotations
 
+import math
 import time
 from typing import Callable, Sequence
 
@@ -67,6 +69,24 @@ def init_states(config: AgentConfig, seeds: Sequence[int]) -> tuple[TrainState, 
     return states, run_keys
 
 
+def place_on_devices(states: TrainState, run_keys: jax.Array, dataset: ChunkDataset):
+    """Spread the seed axis over the available devices; the dataset goes to each of them.
+
+    With ``D`` devices and ``S`` seeds, the seeds are split over ``gcd(S, D)`` devices along a
+    one-axis mesh; the vmapped, jitted update then runs each device's seeds where they live, with
+    no communication between devices (seeds are independent). With one device this changes
+    nothing. This is JAX's own sharding; there is no job runner.
+    """
+    devices = jax.devices()
+    count = math.gcd(int(run_keys.shape[0]), len(devices))
+    if count == 1:
+        return states, run_keys, dataset
+    mesh = jax.sharding.Mesh(np.array(devices[:count]), ("seed",))
+    by_seed = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seed"))
+    everywhere = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    return jax.device_put(states, by_seed), jax.device_put(run_keys, by_seed), jax.device_put(dataset, everywhere)
+
+
 def unstack(states: TrainState, index: int) -> TrainState:
     """The state of one seed out of a stacked state."""
     return jax.tree_util.tree_map(lambda x: x[index], states)
@@ -109,6 +129,7 @@ def train(
         raise ValueError("num_steps must be >= 0 and steps_per_dispatch >= 1")
     fresh_states, run_keys = init_states(config, seeds)
     states = fresh_states if states is None else states
+    states, run_keys, dataset = place_on_devices(states, run_keys, dataset)
     start = int(np.asarray(states.step).reshape(-1)[0])
     stop = start + num_steps
     callback_every = callback_every or steps_per_dispatch

@@ -69,3 +69,37 @@ def test_training_lowers_the_bc_loss():
     ds = toy_dataset()
     _, history = train(CFG.replace(alpha=10.0), ds, seeds=[0], num_steps=300, steps_per_dispatch=50, progress=False)
     assert history[-1]["bc_loss"][0] < history[0]["bc_loss"][0]
+
+
+def test_seeds_shard_across_devices_and_match_one_device():
+    """Four seeds on two (virtual CPU) devices: each device holds two seeds, and the result equals
+    the one-device run. A subprocess, because JAX fixes its device count when it starts."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = """
+import json, jax, numpy as np
+from rql_lite.agent import AgentConfig
+from rql_lite.data import from_arrays
+from rql_lite.train import train
+cfg = AgentConfig(obs_dim=4, action_dim=2, horizon=3, flow_steps=5, num_values=3, batch_size=32,
+                  policy_hidden=(32, 32), value_hidden=(32, 32))
+rng = np.random.default_rng(0)
+n = 400
+ds = from_arrays(rng.normal(size=(n, 4)), rng.uniform(-1, 1, (n, 2)), rng.normal(size=n), np.arange(n) % 50 == 49)
+states, _ = train(cfg, ds, seeds=[0, 1, 2, 3], num_steps=20, steps_per_dispatch=10, progress=False)
+leaf = jax.tree_util.tree_leaves(states.policy_params)[0]
+print(json.dumps({"devices": len(jax.devices()), "placed_on": len(leaf.sharding.device_set),
+                  "leaf": np.asarray(leaf).tolist()}))
+"""
+    out = {}
+    for count in (1, 2):
+        env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={count}")
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        out[count] = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out[1]["devices"] == 1 and out[1]["placed_on"] == 1
+    assert out[2]["devices"] == 2 and out[2]["placed_on"] == 2
+    np.testing.assert_allclose(out[2]["leaf"], out[1]["leaf"], rtol=1e-5, atol=1e-6)
