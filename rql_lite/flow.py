@@ -38,6 +38,15 @@ def _times(x: jax.Array, t) -> jax.Array:
     return jnp.broadcast_to(t, (x.shape[0],))[:, None]
 
 
+def _start_and_step(x: jax.Array, t0, t1, num_steps) -> tuple[jax.Array, jax.Array]:
+    """Validated ``(t0, dt)``, each ``(B, 1)``, for ``num_steps`` equal steps from ``t0`` to ``t1``."""
+    num_steps = _check_steps(num_steps)
+    if x.ndim != 2:
+        raise ValueError(f"x must have shape (batch, dim), got {x.shape}")
+    t0 = _times(x, t0)
+    return t0, (_times(x, t1) - t0) / num_steps
+
+
 def euler_path(velocity: Velocity, x: jax.Array, t0, t1, num_steps: int) -> jax.Array:
     """Integrate ``dx/dt = velocity(x, t)`` from ``t0`` to ``t1`` and keep every point.
 
@@ -50,11 +59,7 @@ def euler_path(velocity: Velocity, x: jax.Array, t0, t1, num_steps: int) -> jax.
     Returns:
       ``(num_steps + 1, B, D)``: the state at ``t0``, after each step, ending at ``t1``.
     """
-    num_steps = _check_steps(num_steps)
-    if x.ndim != 2:
-        raise ValueError(f"x must have shape (batch, dim), got {x.shape}")
-    t0 = _times(x, t0)
-    dt = (_times(x, t1) - t0) / num_steps
+    t0, dt = _start_and_step(x, t0, t1, num_steps)
 
     def step(x, i):
         x_next = x + dt * velocity(x, t0 + i * dt)
@@ -70,11 +75,7 @@ def euler(velocity: Velocity, x: jax.Array, t0, t1, num_steps: int) -> jax.Array
     ``t1 > t0`` samples (noise at 0 to data at 1); ``t1 < t0`` reverses the flow.
     ``x``: ``(B, D)``; ``t0``, ``t1``: scalars or ``(B,)``. Returns ``(B, D)``.
     """
-    num_steps = _check_steps(num_steps)
-    if x.ndim != 2:
-        raise ValueError(f"x must have shape (batch, dim), got {x.shape}")
-    t0 = _times(x, t0)
-    dt = (_times(x, t1) - t0) / num_steps
+    t0, dt = _start_and_step(x, t0, t1, num_steps)
 
     def step(x, i):
         return x + dt * velocity(x, t0 + i * dt), None
