@@ -110,6 +110,12 @@ def test_page_renders_math_images_and_no_errors(base_url, browser, page):
         sources = browser.execute_script("return Array.from(document.scripts).map((s) => s.src).filter((s) => s)")
         assert any(s.startswith(base_url) and "mathjax" in s for s in sources), sources
 
+    if page.startswith("notebooks/"):  # a chapter opens in Colab from its own page
+        colab = browser.execute_script(
+            "return Array.from(document.querySelectorAll('a')).map((a) => a.href)"
+            ".filter((h) => h.startsWith('https://colab.research.google.com/github/'))")
+        assert any(h.endswith(page.replace(".html", ".ipynb")) for h in colab), "no Colab launch button"
+
     images = browser.execute_async_script(WAIT_FOR_IMAGES)
     figures = [src for src, _, _ in images if src and "_images/" in src]
     assert len(figures) >= expect["min_images"], f"{len(figures)} figures on the page"
