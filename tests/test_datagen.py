@@ -69,6 +69,28 @@ def test_loads_through_ogbench_singletask(cube_double):
     np.testing.assert_array_equal(train["masks"], (train["rewards"] != 0).astype(np.float32))
 
 
+def test_chunk_sampler_respects_episode_ends_on_a_generated_dataset(cube_double):
+    import jax
+
+    from rql_lite import data
+
+    _, train, _ = ogbench.make_env_and_datasets("cube-double-play-singletask-task2-v0",
+                                                dataset_path=cube_double.train_path)
+    # Tag every row with its episode (OGBench's terminals mark each episode's last row).
+    episode = np.concatenate([[0], np.cumsum(train["terminals"])[:-1]]).astype(np.float32)
+    tagged = dict(train, observations=train["observations"].copy(), actions=train["actions"].copy(),
+                  next_observations=train["next_observations"].copy())
+    tagged["observations"][:, 0] = tagged["next_observations"][:, 0] = episode
+    tagged["actions"][:, 0] = episode
+    batch = data.sample_chunks(data.from_dict(tagged), jax.random.PRNGKey(0), 512, 5)
+    obs_episode = np.asarray(batch["observations"])[:, 0]
+    actions, valid = np.asarray(batch["actions"])[:, :, 0], np.asarray(batch["valid"]) > 0
+    assert np.all(actions == obs_episode[:, None])  # entries past the end repeat the last row of the same episode
+    assert np.all(np.asarray(batch["next_observations"])[:, 0] == obs_episode)
+    assert valid[:, 0].all() and (~valid).any()  # some chunks do run into an episode's end
+    assert np.all(np.diff(valid.astype(int), axis=1) <= 0)  # once invalid, stays invalid
+
+
 def test_same_seed_same_data_for_any_worker_count(cube_double, tmp_path):
     again = _generate("cube-double-play-v0", tmp_path / "again")
     parallel = _generate("cube-double-play-v0", tmp_path / "parallel", workers=2)
