@@ -135,15 +135,18 @@ def is_paper_scale(record: Record) -> bool:
 # --------------------------------------------------------------------------- summaries
 
 
-def confidence_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
-    """Student-t interval for the mean over seeds; ``(nan, nan)`` for fewer than two values."""
+def confidence_interval(values: Sequence[float], level: float = 0.95,
+                        bounds: tuple[float, float] = (0.0, 1.0)) -> tuple[float, float]:
+    """Student-t interval for the mean over seeds, clipped to ``bounds`` (a success rate lies in
+    [0, 1]; with two seeds the t factor is 12.7 and the raw interval leaves that range).
+    ``(nan, nan)`` for fewer than two values."""
     values = np.asarray(values, float)
     if values.size < 2:
         return math.nan, math.nan
     from scipy import stats
 
     half = stats.t.ppf(0.5 + level / 2, values.size - 1) * values.std(ddof=1) / math.sqrt(values.size)
-    return float(values.mean() - half), float(values.mean() + half)
+    return float(max(bounds[0], values.mean() - half)), float(min(bounds[1], values.mean() + half))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -39,8 +39,11 @@ def test_summary_mean_and_student_t_interval_by_hand(tmp_path):
     assert summary.n_seeds == 3 and summary.seeds == (0, 1, 2)
     assert summary.mean == pytest.approx(0.4)
     half = 4.302653 * 0.2 / math.sqrt(3)  # t(0.975, 2 dof) * sample std / sqrt(n)
-    assert summary.ci == pytest.approx((0.4 - half, 0.4 + half), abs=1e-5)
+    assert summary.ci == pytest.approx((max(0.0, 0.4 - half), 0.4 + half), abs=1e-5)  # 0.4 - half < 0: clipped
     assert summary.paper_scale
+    # Two seeds far apart: the t interval (factor 12.7) is clipped to the range of a success rate.
+    assert report.confidence_interval([0.0, 1.0]) == (0.0, 1.0)
+    assert all(math.isnan(v) for v in report.confidence_interval([0.5]))  # one seed: no interval
 
 
 def test_every_number_in_the_repository_table_has_records_behind_it():
