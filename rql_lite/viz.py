@@ -41,11 +41,8 @@ def _grid_index(t: float, k: int) -> int:
     return int(min(max(np.floor(float(t) * k + 1e-6), 0), k))
 
 
-def scatter(ax, x, title: str | None = None, color=SAMPLE_COLOR, s: float = 2.0, alpha: float = 0.6,
-            lim: float | None = 3.5, label: str | None = None, **kw):
-    """Scatter an ``(n, 2)`` cloud on ``ax`` with equal aspect and fixed limits ``[-lim, lim]``."""
-    x = np.asarray(x)
-    ax.scatter(x[:, 0], x[:, 1], s=s, c=color, alpha=alpha, linewidths=0, label=label, **kw)
+def _square(ax, lim: float | None, title: str | None):
+    """Equal aspect, limits ``[-lim, lim]`` on both axes (unless ``lim`` is None), and the title."""
     if lim is not None:
         ax.set_xlim(-lim, lim)
         ax.set_ylim(-lim, lim)
@@ -53,6 +50,14 @@ def scatter(ax, x, title: str | None = None, color=SAMPLE_COLOR, s: float = 2.0,
     if title is not None:
         ax.set_title(title)
     return ax
+
+
+def scatter(ax, x, title: str | None = None, color=SAMPLE_COLOR, s: float = 2.0, alpha: float = 0.6,
+            lim: float | None = 3.5, label: str | None = None, **kw):
+    """Scatter an ``(n, 2)`` cloud on ``ax`` with equal aspect and fixed limits ``[-lim, lim]``."""
+    x = np.asarray(x)
+    ax.scatter(x[:, 0], x[:, 1], s=s, c=color, alpha=alpha, linewidths=0, label=label, **kw)
+    return _square(ax, lim, title)
 
 
 def plot_trajectories(ax, path, color=NOISE_COLOR, alpha: float = 0.5, lw: float = 0.8,
@@ -69,13 +74,7 @@ def plot_trajectories(ax, path, color=NOISE_COLOR, alpha: float = 0.5, lw: float
     if endpoints:
         ax.scatter(path[0, :, 0], path[0, :, 1], s=10, facecolors="none", edgecolors=color, linewidths=0.8)
         ax.scatter(path[-1, :, 0], path[-1, :, 1], s=14, marker="x", c=color, linewidths=0.8)
-    if lim is not None:
-        ax.set_xlim(-lim, lim)
-        ax.set_ylim(-lim, lim)
-    ax.set_aspect("equal")
-    if title is not None:
-        ax.set_title(title)
-    return ax
+    return _square(ax, lim, title)
 
 
 def snapshot_row(path, times: Sequence[float], data=None, suptitle: str | None = None,
