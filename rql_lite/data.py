@@ -210,6 +210,7 @@ def load_ogbench(
     workers: int = 1,
     seed: int = 0,
     episode_length: int = 1000,
+    progress: bool = True,
 ):
     """Make the OGBench env for ``task`` and load its dataset (train and val splits).
 
@@ -220,6 +221,7 @@ def load_ogbench(
         path of a ``NAME.npz`` file in OGBench's layout (``NAME-val.npz`` beside it).
       num_episodes, workers, seed, episode_length: generation settings for ``"generated"``
         (``num_episodes=None`` is the published count).
+      progress: show a progress bar while a dataset is generated.
 
     Returns:
       ``(env, train, val, info)``: numpy dicts with OGBench's keys (rewards made sparse for
@@ -259,7 +261,7 @@ def load_ogbench(
                 raise ValueError(f"{name} cannot be generated offline (only the manipulation datasets have "
                                  f"oracles in ogbench); use --dataset official where there is internet") from None
             datagen.generate_dataset(name, folder, num_episodes=num_episodes, seed=seed, workers=workers,
-                                     episode_length=episode_length)
+                                     episode_length=episode_length, progress=progress)
     else:
         path = os.path.expanduser(source)
         if not path.endswith(".npz") or not os.path.isfile(path):

@@ -147,7 +147,7 @@ def run(spec: RunSpec, resume: bool = False, progress: bool = True, log=print) -
     existing = check_out_dir(spec, resume)
     env, train_data, _, data_info = load_ogbench(
         spec.task, spec.dataset, data_dir=spec.data_dir, num_episodes=spec.dataset_episodes,
-        workers=spec.workers, episode_length=spec.episode_length)
+        workers=spec.workers, episode_length=spec.episode_length, progress=progress)
     if existing is not None and existing["dataset"]["sha256"] != data_info["sha256"]:
         raise ValueError(f"the dataset changed since {spec.out} was started (sha256 differs); resume with the same data")
     obs_dim, action_dim = train_data["observations"].shape[1], train_data["actions"].shape[1]
