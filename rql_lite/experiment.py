@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import os
+import shlex
 import time
 
 import numpy as np
@@ -19,12 +20,7 @@ from rql_lite import checkpoint
 from rql_lite.agent import AGENTS, AgentConfig
 from rql_lite.configs import RUN_PROFILES, agent_config
 from rql_lite.data import check_task, from_dict, load_ogbench
-from rql_lite.provenance import (
-    device_description,
-    git_commit,
-    utc_now,
-    write_json_atomic,
-)
+from rql_lite.provenance import device_description, git_commit, utc_now, write_json_atomic
 from rql_lite.train import TrainingInterrupted, init_states, train, unstack
 
 RECORD_SCHEMA = "rql_lite-run-record-v1"
@@ -89,7 +85,7 @@ class RunSpec:
             if value is not None and value != defaults.get(name):
                 parts.append(f"--{name.replace('_', '-')} {value}")
         if self.label:
-            parts.append(f"--label '{self.label}'")
+            parts.append(f"--label {shlex.quote(self.label)}")
         return " ".join(parts)
 
     def identity(self) -> dict:
@@ -187,7 +183,8 @@ def run(spec: RunSpec, resume: bool = False, progress: bool = True, log=print) -
         for i, seed in enumerate(spec.seeds):
             curve = curves[seed]
             record = {
-                "schema": RECORD_SCHEMA, "task": spec.task, "agent": spec.agent, "method": spec.method(), "seed": seed, "steps": step,
+                "schema": RECORD_SCHEMA, "task": spec.task, "agent": spec.agent, "method": spec.method(),
+                "seed": seed, "steps": step,
                 "target_steps": spec.steps, "finished": finished, "profile": spec.profile,
                 "config": config_dict(config), "dataset": data_info, "eval_episodes": spec.eval_episodes,
                 "success_curve": curve, "final_success_rate": curve[-1]["success_rate"] if curve else None,

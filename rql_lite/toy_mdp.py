@@ -217,6 +217,12 @@ class TwoStage:
         right = bump_reward(a1, np.asarray(self.right_centers, np.float32), np.asarray(self.right_heights, np.float32), self.width)
         return np.where(np.asarray(room) < 0, left, right).astype(np.float32)
 
+    def on_best_bump(self, room, a1) -> np.ndarray:
+        """Whether each episode entered the left room and put its step-1 action within ``width``
+        of the best bump: ``room (B,)``, ``a1 (B, 2)`` -> ``(B,)`` bool."""
+        near = np.linalg.norm(np.asarray(a1) - np.asarray(self.left_centers[0]), axis=1) < self.width
+        return (np.asarray(room) < 0) & near
+
     def best_return(self, discount: float) -> float:
         """The optimal return: the 1.0 bump hit exactly at step 1."""
         return float(discount * max(self.left_heights + self.right_heights))

@@ -78,3 +78,10 @@ def test_two_stage_dataset_and_rollout():
     np.testing.assert_allclose(out["returns"], task.best_return(0.9), rtol=1e-3)
     # the behaviour data is mostly worse than that
     assert d["episode_return"].mean() < 0.6
+
+
+def test_on_best_bump_needs_the_left_room_and_the_top_bump():
+    task = toy_mdp.TwoStage()
+    room = np.array([-1.0, -1.0, 1.0])
+    a1 = np.array([[-0.6, 0.6], [-0.6, -0.6], [-0.6, 0.6]])  # best bump, poor bump, best bump's spot but right room
+    assert task.on_best_bump(room, a1).tolist() == [True, False, False]
