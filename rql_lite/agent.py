@@ -20,7 +20,7 @@ import numpy as np
 import optax
 
 from rql_lite import losses
-from rql_lite.flow import euler, interpolate, velocity_regression_loss
+from rql_lite.flow import euler, interpolate, reverse_on_grid, velocity_regression_loss
 from rql_lite.networks import ValueEnsemble, VelocityField
 
 AGENTS = ("rql", "tfql")
@@ -184,11 +184,16 @@ def check_batch(config: AgentConfig, batch: dict, check_values: bool = True) -> 
 def reverse_to(config: AgentConfig, policy_params, obs: jax.Array, actions: jax.Array, flow_time: jax.Array) -> jax.Array:
     """Reverse the policy's flow from dataset action chunks to flow times ``f``.
 
-    ``actions``: ``(B, h*d)`` (the point at f = 1); ``flow_time``: ``(B,)``. K Euler steps of
-    size ``(1 - f) / K`` backward, velocity at the current (later) time. Returns ``x^f``, ``(B, h*d)``.
+    ``actions``: ``(B, h*d)`` (the point at f = 1); ``flow_time``: ``(B,)``. Velocity at the current
+    (later) time of each step. ``flow_time_mode="mixed"`` (the release): K Euler steps of size
+    ``(1 - f) / K`` for any f. ``"grid"`` (the paper): f = k/K is reached by K - k steps of size
+    1/K, so ``x^f`` is a point of the K-step path. Returns ``x^f``, ``(B, h*d)``.
     """
     policy = policy_net(config)
-    return euler(lambda x, t: policy.apply(policy_params, obs, x, t), actions, 1.0, flow_time, config.flow_steps)
+    velocity = lambda x, t: policy.apply(policy_params, obs, x, t)  # noqa: E731
+    if config.flow_time_mode == "grid":
+        return reverse_on_grid(velocity, actions, flow_time, config.flow_steps)
+    return euler(velocity, actions, 1.0, flow_time, config.flow_steps)
 
 
 def value_targets_at(config: AgentConfig, policy_params, target_value_params, batch: dict, flow_time: jax.Array,

@@ -14,6 +14,8 @@ import flax.serialization
 import jax
 import numpy as np
 
+from rql_lite.networks import LEGACY_NETWORK_DEFINITION, NETWORK_DEFINITION
+
 FORMAT = "rql_lite-checkpoint-v1"
 
 
@@ -25,7 +27,7 @@ def save(path: str, states, metadata: dict) -> None:
     """
     payload = {
         "format": FORMAT,
-        "metadata": json.dumps(metadata, sort_keys=True),
+        "metadata": json.dumps({**metadata, "network": NETWORK_DEFINITION}, sort_keys=True),
         "states": jax.tree_util.tree_map(np.asarray, flax.serialization.to_state_dict(states)),
     }
     _write_atomic(path, flax.serialization.msgpack_serialize(payload))
@@ -77,6 +79,7 @@ def load(path: str, template, expected: dict | None = None):
     """
     payload = _read(path)
     metadata = payload["metadata"]
+    check_network(path, metadata)
     for key, want in (expected or {}).items():
         got = metadata.get(key)
         if json.loads(json.dumps(want)) != got:
@@ -91,6 +94,19 @@ def load(path: str, template, expected: dict | None = None):
     if not shapes_ok:
         raise ValueError(f"checkpoint {path} has parameter shapes that differ from this configuration; use a fresh --out")
     return jax.tree_util.tree_map(jax.numpy.asarray, states), metadata
+
+
+def check_network(path: str, metadata: dict) -> None:
+    """Refuse a file whose networks were defined differently from this ``rql_lite``'s.
+
+    The shapes match across layer orders, so loading would succeed and silently compute
+    something else; files written before the definition was recorded are v1.
+    """
+    made_with = metadata.get("network", LEGACY_NETWORK_DEFINITION)
+    if made_with != NETWORK_DEFINITION:
+        raise ValueError(f"{path} was made with another network definition ({made_with}); this rql_lite "
+                         f"computes {NETWORK_DEFINITION}. Its parameters would load but compute something "
+                         f"else: retrain (or re-export from a run trained with this version)")
 
 
 # --------------------------------------------------------------------------- one agent, for acting
@@ -111,8 +127,8 @@ def save_agent(path: str, state, metadata: dict) -> None:
         raise ValueError("save_agent takes one seed's state; pick one with rql_lite.train.unstack(states, i)")
     payload = {
         "format": AGENT_FORMAT,
-        "metadata": json.dumps({**metadata, "config": config_dict(state.config), "step": int(state.step)},
-                               sort_keys=True),
+        "metadata": json.dumps({**metadata, "config": config_dict(state.config), "step": int(state.step),
+                                "network": NETWORK_DEFINITION}, sort_keys=True),
         "params": jax.tree_util.tree_map(np.asarray, {
             "policy": flax.serialization.to_state_dict(state.policy_params),
             "value": flax.serialization.to_state_dict(state.value_params),
@@ -141,6 +157,7 @@ def load_agent(path: str):
     except Exception:  # damaged bytes, a checkpoint or another file: all the same to the reader
         raise ValueError(f"{path} is not an rql_lite agent file ({AGENT_FORMAT!r}); write one with "
                          f"python -m rql_lite export") from None
+    check_network(path, metadata)
     template = init_state(config, jax.random.PRNGKey(0))
     params = payload["params"]
     restore = flax.serialization.from_state_dict

@@ -84,6 +84,28 @@ def euler(velocity: Velocity, x: jax.Array, t0, t1, num_steps: int) -> jax.Array
     return x
 
 
+def reverse_on_grid(velocity: Velocity, x: jax.Array, flow_time: jax.Array, num_steps: int) -> jax.Array:
+    """Reverse from ``x`` at flow time 1 to grid times ``f = k/K`` along the K-step path (the paper's rule).
+
+    Each sample takes ``K - k`` backward Euler steps of the same size ``1/K``, so the point it
+    reaches is exactly the ``k``-th point of the K-step reverse path ``euler_path(velocity, x, 1, 0, K)``
+    (read from noise to data). Contrast ``euler(velocity, x, 1, f, K)``, the release's rule for any
+    ``f``: K steps of size ``(1 - f)/K``, which lands elsewhere for ``f < 1``.
+
+    ``x``: ``(B, D)`` at f = 1; ``flow_time``: ``(B,)`` on the grid {0, 1/K, ..., 1} (rounded to it).
+    Returns ``x^f``, ``(B, D)``.
+    """
+    t0, dt = _start_and_step(x, 1.0, 0.0, num_steps)
+    steps_needed = num_steps - jnp.round(_times(x, flow_time) * num_steps)  # (B, 1)
+
+    def step(x, i):
+        x_next = x + dt * velocity(x, t0 + i * dt)
+        return jnp.where(i < steps_needed, x_next, x), None
+
+    x, _ = jax.lax.scan(step, x, jnp.arange(num_steps, dtype=x.dtype))
+    return x
+
+
 def interpolate(x0: jax.Array, x1: jax.Array, t: jax.Array) -> jax.Array:
     """Straight-line probability path ``x_t = (1 - t) x0 + t x1``; ``t`` is ``(B, 1)``."""
     return (1.0 - t) * x0 + t * x1

@@ -1,7 +1,8 @@
 """Networks: an MLP, the velocity field v(s, x, t) and the value ensemble V(s, x, f).
 
 Sizes follow the paper (4 x 512, GELU, LayerNorm in the value MLP only) but every
-one is an argument. The ensemble is one vectorised module (``nn.vmap`` over
+one is an argument. Each hidden layer is Dense -> GELU -> LayerNorm, the order of the
+authors' release (its ``utils/networks.py``), with which every published number was made. The ensemble is one vectorised module (``nn.vmap`` over
 parameters), so N heads cost one batched matmul per layer, not N Python calls.
 """
 from __future__ import annotations
@@ -12,9 +13,18 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+# The network definition, written into every checkpoint and exported agent. Parameter shapes do
+# not depend on the layer order, so without it a file made with another definition would load
+# silently and compute something else. v1 (before 2026-12) was Dense -> LayerNorm -> GELU.
+NETWORK_DEFINITION = "v2: hidden layer = Dense -> GELU -> LayerNorm (the release's order)"
+LEGACY_NETWORK_DEFINITION = "v1: hidden layer = Dense -> LayerNorm -> GELU"
+
 
 class MLP(nn.Module):
-    """Dense layers with GELU between them; optional LayerNorm after each hidden layer."""
+    """Dense layers with GELU between them; optional LayerNorm after each hidden GELU.
+
+    ``(..., in) -> (..., out_dim)``. Hidden layer: Dense -> GELU -> LayerNorm (the release's order).
+    """
 
     hidden_dims: Sequence[int]
     out_dim: int
@@ -24,9 +34,9 @@ class MLP(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         for width in self.hidden_dims:
             x = nn.Dense(width, kernel_init=nn.initializers.variance_scaling(1.0, "fan_avg", "uniform"))(x)
+            x = nn.gelu(x)
             if self.layer_norm:
                 x = nn.LayerNorm()(x)
-            x = nn.gelu(x)
         return nn.Dense(self.out_dim, kernel_init=nn.initializers.variance_scaling(1.0, "fan_avg", "uniform"))(x)
 
 
