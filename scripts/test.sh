@@ -21,9 +21,11 @@ python -m pytest --nbmake --overwrite -p no:cacheprovider -q --durations=0 "$wor
 echo "smoke notebook suite: $(( $(date +%s) - start )) s on $(nproc) CPU cores"
 
 # The book from the executed notebooks: execution off, warnings are errors.
-sed 's/execute_notebooks: *force/execute_notebooks: "off"/' _config.yml > "$work/_config.yml"
+sed 's/execute_notebooks: *[a-z]*/execute_notebooks: "off"/' _config.yml > "$work/_config.yml"
 jupyter-book build "$work" -W -n --keep-going
-rm -rf _build && cp -r "$work/_build" _build
+# Into _build, beside the main job's execution cache (_build/.jupyter_cache), which stays.
+mkdir -p _build && find _build -mindepth 1 -maxdepth 1 ! -name .jupyter_cache -exec rm -rf {} +
+cp -r "$work/_build/." _build/
 echo "book built: _build/html/index.html"
 
 RQL_BOOK_HTML=_build/html python -m pytest tests/browser -q
