@@ -151,3 +151,30 @@ def test_an_agent_exported_with_another_network_is_refused_by_name(tmp_path):
     _rewrite_metadata(path, drop_network=False, network="v9: something else")
     with pytest.raises(ValueError, match="v9: something else"):
         checkpoint.load_agent(path)
+
+
+def test_chunk_rule_fractions_count_what_they_say_on_a_dataset_with_known_answers():
+    from rql_lite import data
+    from rql_lite.fidelity import chunk_rule_fractions
+
+    episodes, length, h = 200, 10, 5
+    n = episodes * length
+    rng = np.random.default_rng(0)
+    terminals = np.tile(np.eye(length)[-1], episodes)
+    masks = np.ones(n)
+    masks[7::length] = 0.0  # a success at row 7 of every episode
+    actions = rng.uniform(-0.9, 0.9, (n, 2))
+    actions[::100, 0] = 1.0  # 1 row in 100 at the bound, which the release would clip
+    ds = data.from_arrays(rng.normal(size=(n, 3)), actions, np.zeros(n), terminals, masks=masks)
+    got = chunk_rule_fractions(ds, h, num_chunks=40_000)["fractions"]
+    # Starts are uniform over the 10 rows of an episode:
+    expected = {
+        "crosses_episode_end": 0.4,  # starts 6..9 run past row 9
+        "ends_on_last_row": 0.1,  # start 5 ends exactly on row 9
+        "any_success": 0.5,  # starts 3..7 contain row 7
+        "success_inside": 0.4,  # starts 4..7: row 7 comes before the chunk's last valid step
+    }
+    for name, want in expected.items():
+        assert abs(got[name] - want) < 0.015, (name, got[name])
+    assert got["action_rows_clipped_by_release"] == pytest.approx(0.01)
+    assert got["actions_clipped_by_release"] == pytest.approx(0.005)
