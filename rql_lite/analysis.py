@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rql_lite.agent import AgentConfig, policy_net, value_net, value_targets_at
-from rql_lite.flow import euler, euler_path
+from rql_lite.flow import euler, euler_path, reverse_on_grid
 
 
 def _velocity(config: AgentConfig, policy_params, obs):
@@ -137,3 +137,88 @@ def values_at(config: AgentConfig, value_params, obs, x, f) -> np.ndarray:
     x = jnp.asarray(x)
     f = jnp.broadcast_to(jnp.asarray(f, jnp.float32), (x.shape[0],))
     return np.asarray(_values_at(config, value_params, jnp.asarray(obs), x, f))
+
+
+# --------------------------------------------------------------------------- the round trip's cost
+
+
+def _finish_on_grid(velocity, x, flow_time, num_steps: int):
+    """From ``x`` at grid times ``f = k/K`` ``(B,)``, the ``K - k`` forward Euler steps of size ``1/K``
+    that the policy itself takes from there (flow time k/K, ..., (K-1)/K). Returns ``x^1``, ``(B, D)``."""
+    start = jnp.round(jnp.asarray(flow_time, x.dtype) * num_steps)[:, None]   # k, (B, 1)
+
+    def step(x, i):
+        t = jnp.full((x.shape[0], 1), i / num_steps, x.dtype)
+        x_next = x + velocity(x, t) / num_steps
+        return jnp.where(i >= start, x_next, x), None
+
+    x, _ = jax.lax.scan(step, x, jnp.arange(num_steps, dtype=x.dtype))
+    return x
+
+
+def round_trip(velocity, actions, flow_steps: int, mode: str = "mixed"):
+    """Reverse actions to every grid flow time, then let the flow finish them, as it would act.
+
+    ``velocity(x, t)`` takes ``x ((K+1) * B, D)``: the actions are tiled over the ``K + 1`` grid
+    times ``f = k/K`` (time-major), so a state-conditioned velocity must be built on observations
+    tiled the same way (``np.tile(obs, (K + 1, 1))``). ``actions (B, D)`` sit at ``f = 1``.
+    The reversal is the agent's: ``mode="mixed"`` (the release) takes K steps of size ``(1-f)/K``,
+    ``"grid"`` (the paper) ``K - k`` steps of ``1/K``. The way back is always the policy's own
+    sampling: ``K - k`` forward steps of ``1/K`` from ``(x^f, f)``.
+
+    Returns ``(x_f, produced)``, each ``(K+1, B, D)``; ``produced[k]`` is the chunk the flow really
+    makes from ``x^{k/K}`` (unclipped), ``produced[K]`` the action itself.
+    """
+    actions = jnp.asarray(actions)
+    k1, (b, d) = flow_steps + 1, actions.shape
+    f = jnp.repeat(jnp.arange(k1) / flow_steps, b).astype(actions.dtype)      # ((K+1) B,)
+    a = jnp.tile(actions, (k1, 1))
+    if mode == "grid":
+        x_f = reverse_on_grid(velocity, a, f, flow_steps)
+    elif mode == "mixed":
+        x_f = euler(velocity, a, 1.0, f, flow_steps)
+    else:
+        raise ValueError(f"mode must be 'mixed' or 'grid', got {mode!r}")
+    produced = _finish_on_grid(velocity, x_f, f, flow_steps)
+    return x_f.reshape(k1, b, d), produced.reshape(k1, b, d)
+
+
+def round_trip_cost(velocity, actions, value_of, flow_steps: int, mode: str = "mixed",
+                    clip: float | None = 1.0) -> dict:
+    """What reversal's round-trip miss does to RQL's target.
+
+    RQL gives every reversed point ``(s, x^f, f)`` the target of the dataset action ``a`` it was
+    reversed from. If the flow, started at ``x^f``, really produces ``a_hat != a``, the point is
+    credited with ``Q(s, a)`` while acting from it earns ``Q(s, a_hat)``. ``value_of(actions (B, D))
+    -> (B,)`` stands in for ``Q(s, .)``: a known reward on a toy, the learned ``V(s, ., 1)`` on a
+    trained agent. Produced chunks are clipped to ``[-clip, clip]`` first, as the environment would
+    (``None``: no clipping).
+
+    Returns numpy arrays: ``flow_time (K+1,)``; ``miss (K+1, B)``, the distance ``|a_hat - a|``;
+    ``assigned (B,)``, ``value_of(a)``; ``produced (K+1, B)``, ``value_of(a_hat)``; and ``bias (K+1, B)``,
+    ``assigned - produced`` (positive: the target credits the point with more than it earns).
+    """
+    actions = jnp.asarray(actions)
+    _, a_hat = round_trip(velocity, actions, flow_steps, mode)
+    if clip is not None:
+        a_hat = jnp.clip(a_hat, -clip, clip)
+    b = actions.shape[0]
+    assigned = np.asarray(value_of(actions))
+    produced = np.asarray(value_of(a_hat.reshape((flow_steps + 1) * b, -1))).reshape(flow_steps + 1, b)
+    return dict(flow_time=np.arange(flow_steps + 1) / flow_steps,
+                miss=np.asarray(jnp.linalg.norm(a_hat - actions[None], axis=-1)),
+                assigned=assigned, produced=produced, bias=assigned[None] - produced)
+
+
+def agent_round_trip_cost(config: AgentConfig, policy_params, value_params, obs, actions) -> dict:
+    """``round_trip_cost`` for a trained agent, with the agent's own reversal (``config.flow_time_mode``)
+    and, for ``Q(s, .)``, its learned value of finished chunks, ``V(s, ., 1)`` (mean of heads).
+
+    ``obs (B, obs_dim)``, ``actions (B, D)`` dataset chunks; ``policy_params``: the parameters whose
+    reversal builds the training targets (the online policy). Returns ``round_trip_cost``'s dict.
+    """
+    obs = jnp.asarray(obs)
+    k1 = config.flow_steps + 1
+    velocity = _velocity(config, policy_params, jnp.tile(obs, (k1, 1)))
+    value_of = lambda a: values_at(config, value_params, jnp.tile(obs, (a.shape[0] // obs.shape[0], 1)), a, 1.0)  # noqa: E731
+    return round_trip_cost(velocity, actions, value_of, config.flow_steps, config.flow_time_mode)
