@@ -1,8 +1,55 @@
-"""Command line: ``python -m rql_lite <command>``; ``--help`` lists the commands."""
+"""Command line: ``python -m rql_lite <command>``; ``--help`` lists the commands.
+
+Bad input is one line on stderr (``error: ...``) naming the argument or file and the fix, exit
+code 2, and nothing is created or changed. Ctrl-C (or SIGTERM) during ``train`` saves the progress
+and says how to continue (exit code 130, or 143 for SIGTERM).
+"""
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import shlex
+import signal
 import sys
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (argparse's default prints the usage first)."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see: {self.prog} --help)\n")
+
+
+def _int_at_least(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+COUNT, NON_NEGATIVE = _int_at_least(1), _int_at_least(0)
+
+
+def _command_line(argv) -> str:
+    return "python -m rql_lite " + shlex.join(argv)
 
 
 def _bench(args) -> int:
@@ -15,8 +62,15 @@ def _bench(args) -> int:
     return 0
 
 
+TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
 def _parse_overrides(pairs) -> dict:
-    """``["alpha=3", "policy_hidden=256,256"]`` -> ``{"alpha": 3.0, "policy_hidden": (256, 256)}``."""
+    """``["alpha=3", "policy_hidden=256,256"]`` -> ``{"alpha": 3.0, "policy_hidden": (256, 256)}``.
+
+    Each value is read strictly as its field's type (``value_layer_norm=maybe`` and
+    ``learning_rate=inf`` are errors); ranges are checked when the config is built.
+    """
     import dataclasses
 
     from rql_lite.agent import AgentConfig
@@ -29,6 +83,8 @@ def _parse_overrides(pairs) -> dict:
         name, value = pair.split("=", 1)
         if name not in types:
             raise ValueError(f"--set: unknown hyperparameter {name!r}; valid: {sorted(types)}")
+        if name in out:
+            raise ValueError(f"--set {name} is given twice; give it once")
         kind = str(types[name])
         try:
             if "tuple" in kind:
@@ -37,12 +93,19 @@ def _parse_overrides(pairs) -> dict:
                 out[name] = int(value)
             elif kind == "float":
                 out[name] = float(value)
+                if not math.isfinite(out[name]):
+                    raise ValueError(f"--set {name}={value}: must be a finite number")
             elif kind == "bool":
-                out[name] = value.lower() in ("1", "true", "yes")
+                if value.lower() not in TRUE_WORDS + FALSE_WORDS:
+                    raise ValueError(f"--set {name}={value}: expected true or false")
+                out[name] = value.lower() in TRUE_WORDS
             else:
                 out[name] = value
-        except ValueError:
-            raise ValueError(f"--set {name}: cannot read {value!r} as {kind}") from None
+        except ValueError as err:
+            if str(err).startswith("--set"):
+                raise
+            example = {"int": "an integer", "float": "a number", "str": "a word"}.get(kind, "integers like 256,256")
+            raise ValueError(f"--set {name}={value}: expected {example}") from None
     return out
 
 
@@ -59,13 +122,24 @@ def spec_from_args(args):
 
 
 def _train(args) -> int:
-    from rql_lite.experiment import run
+    from rql_lite.experiment import RunInterrupted, run
 
     spec = spec_from_args(args)
+    received = {}
+
+    def stop_on_sigterm(signum, frame):  # a cluster's time limit: save and stop, as for Ctrl-C
+        received["signal"] = signum
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     try:
-        records = run(spec, resume=args.resume, progress=not args.no_progress)
+        records = run(spec, resume=args.resume, progress=not args.no_progress, command=_command_line(args.argv))
+    except RunInterrupted as stop:
+        print(stop, file=sys.stderr)
+        return 128 + received.get("signal", signal.SIGINT)
     except KeyboardInterrupt:
-        return 130
+        print(f"interrupted before training started; nothing was changed in {args.out}", file=sys.stderr)
+        return 128 + received.get("signal", signal.SIGINT)
     for r in records:
         print(f"seed {r['seed']}: success rate {r['final_success_rate']} after {r['steps']} steps "
               f"({r['wall_time_s']:.0f} s on {r['device']})")
@@ -85,109 +159,134 @@ def _generate(args) -> int:
 
 
 def _evaluate(args) -> int:
-    import os
-
+    from rql_lite.data import check_writable_directory
     from rql_lite.evaluate import evaluate, make_eval_env, write_video
-    from rql_lite.experiment import load_run
+    from rql_lite.experiment import claim_for_reading, load_run
     from rql_lite.train import unstack
 
-    info, states, meta = load_run(args.run)
-    seeds = info["identity"]["seeds"]
-    env = make_eval_env(info["identity"]["task"], render=args.video_episodes > 0)
-    for i, seed in enumerate(seeds):
-        result = evaluate(env, unstack(states, i), args.episodes, seed=args.seed, video_episodes=args.video_episodes)
-        print(f"seed {seed} (step {meta['step']}): success rate {result['success_rate']:.3f} over {args.episodes} episodes")
-        for j, frames in enumerate(result["frames"]):
-            path = os.path.join(args.run, "videos", f"eval-seed{seed}-episode{j}.mp4")
-            write_video(frames, path)
-            print(f"  video: {path}")
+    if args.video_episodes > args.episodes:
+        raise ValueError(f"--video-episodes {args.video_episodes} exceeds --episodes {args.episodes}; "
+                         f"record at most as many episodes as are run")
+    with claim_for_reading(args.run, _command_line(args.argv)):
+        if args.video_episodes > 0:
+            check_writable_directory(os.path.join(args.run, "videos"), "--run (for its videos/)")
+        info, states, meta = load_run(args.run)
+        seeds = info["identity"]["seeds"]
+        env = make_eval_env(info["identity"]["task"], render=args.video_episodes > 0)
+        try:
+            for i, seed in enumerate(seeds):
+                result = evaluate(env, unstack(states, i), args.episodes, seed=args.seed,
+                                  video_episodes=args.video_episodes)
+                print(f"seed {seed} (step {meta['step']}): success rate {result['success_rate']:.3f} over "
+                      f"{args.episodes} episodes")
+                for j, frames in enumerate(result["frames"]):
+                    path = os.path.join(args.run, "videos", f"eval-seed{seed}-episode{j}.mp4")
+                    write_video(frames, path)
+                    print(f"  video: {path}")
+        except KeyboardInterrupt:
+            print(f"interrupted; {args.run} is unchanged (evaluation writes nothing but videos)", file=sys.stderr)
+            return 130
     return 0
 
 
 def _export(args) -> int:
     from rql_lite import checkpoint
-    from rql_lite.experiment import load_run
+    from rql_lite.data import check_writable_directory
+    from rql_lite.experiment import claim_for_reading, load_run, read_run_info
     from rql_lite.train import unstack
 
-    info, states, meta = load_run(args.run)
-    seeds = info["identity"]["seeds"]
-    if args.seed not in seeds:
-        raise ValueError(f"seed {args.seed} is not in {args.run} (its seeds: {seeds})")
-    state = unstack(states, seeds.index(args.seed))
-    checkpoint.save_agent(args.out, state, {
-        "task": info["identity"]["task"], "agent": info["identity"]["agent"], "method": info.get("method"),
-        "seed": args.seed, "run_command": info.get("command"), "git_commit": info.get("git_commit"),
-        "dataset": info["dataset"]})
+    if os.path.isdir(args.out):
+        raise ValueError(f"export --out {args.out} is a directory; give a file path, e.g. "
+                         f"{os.path.join(args.out, f'agent-seed{args.seed}.msgpack')}")
+    check_writable_directory(os.path.dirname(os.path.abspath(args.out)), "export --out's folder")
+    with claim_for_reading(args.run, _command_line(args.argv)):
+        seeds = read_run_info(args.run)["identity"]["seeds"]
+        if args.seed not in seeds:
+            raise ValueError(f"seed {args.seed} is not in {args.run} (its seeds: {seeds})")
+        info, states, meta = load_run(args.run)
+        state = unstack(states, seeds.index(args.seed))
+        checkpoint.save_agent(args.out, state, {
+            "task": info["identity"]["task"], "agent": info["identity"]["agent"], "method": info.get("method"),
+            "seed": args.seed, "run_command": info.get("command"), "git_commit": info.get("git_commit"),
+            "dataset": info["dataset"]})
     print(f"wrote {args.out}: seed {args.seed} of {args.run} at step {meta['step']}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m rql_lite", description=__doc__)
+    parser = _Parser(prog="python -m rql_lite", description=__doc__.split("\n\n")[0],
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     bench = sub.add_parser("bench", help="measure updates/s, FLOPs per update and FLOP/s")
     bench.add_argument("--configs", nargs="+", default=["paper", "smoke"], help="which configurations (paper, smoke)")
-    bench.add_argument("--seeds", type=int, default=4, help="also time this many vmapped seeds (1 to skip)")
-    bench.add_argument("--updates-per-dispatch", type=int, default=None,
+    bench.add_argument("--seeds", type=COUNT, default=4, help="also time this many vmapped seeds (1 to skip)")
+    bench.add_argument("--updates-per-dispatch", type=COUNT, default=None,
                        help="updates per lax.scan call (default: 10 on CPU for paper, 200 for smoke, 1000 on GPU)")
-    bench.add_argument("--min-seconds", type=float, default=10.0, help="time each measurement for at least this long")
+    bench.add_argument("--min-seconds", type=_positive_float, default=10.0, help="time each measurement for at least this long")
     bench.add_argument("--out", default="results/bench", help="directory for the JSON record")
     bench.set_defaults(func=_bench)
 
     tr = sub.add_parser("train", help="train RQL or TFQL on an OGBench task with the paper's hyperparameters")
     tr.add_argument("--task", required=True, help="e.g. cube-double-play-singletask-task2-v0")
     tr.add_argument("--agent", default="rql", choices=["rql", "tfql"])
-    tr.add_argument("--seeds", type=int, nargs="+", default=[0], help="trained side by side with vmap")
-    tr.add_argument("--steps", type=int, default=None, help="gradient steps (profile default: smoke 200, full 1M)")
+    tr.add_argument("--seeds", type=NON_NEGATIVE, nargs="+", default=[0], help="trained side by side with vmap")
+    tr.add_argument("--steps", type=COUNT, default=None, help="gradient steps (profile default: smoke 200, full 1M)")
     tr.add_argument("--dataset", default="generated", help="official | generated | path/to/NAME.npz")
     tr.add_argument("--out", required=True, help="run directory: run.json, checkpoint, records/")
     tr.add_argument("--profile", default="smoke", choices=["smoke", "full"])
     tr.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
     tr.add_argument("--set", nargs="*", metavar="NAME=VALUE", help="override hyperparameters, e.g. alpha=3 expectile=0.7")
-    tr.add_argument("--eval-every", type=int, default=None)
-    tr.add_argument("--eval-episodes", type=int, default=None)
-    tr.add_argument("--save-every", type=int, default=None)
-    tr.add_argument("--dataset-episodes", type=int, default=None, help="episodes to generate (default: profile)")
-    tr.add_argument("--episode-length", type=int, default=None, help="steps per generated episode (default: profile)")
-    tr.add_argument("--max-eval-steps", type=int, default=None, help="cap on evaluation episode length (default: env's)")
+    tr.add_argument("--eval-every", type=COUNT, default=None)
+    tr.add_argument("--eval-episodes", type=NON_NEGATIVE, default=None)
+    tr.add_argument("--save-every", type=COUNT, default=None)
+    tr.add_argument("--dataset-episodes", type=COUNT, default=None, help="episodes to generate (default: profile)")
+    tr.add_argument("--episode-length", type=COUNT, default=None, help="steps per generated episode (default: profile)")
+    tr.add_argument("--max-eval-steps", type=COUNT, default=None, help="cap on evaluation episode length (default: env's)")
     tr.add_argument("--label", default=None, help="the method's name in results tables (default: the agent, e.g. RQL)")
     tr.add_argument("--data-dir", default="~/.rql_lite/datasets")
-    tr.add_argument("--workers", type=int, default=1, help="processes for dataset generation")
-    tr.add_argument("--video-episodes", type=int, default=0, help="record this many episodes per seed at the end")
+    tr.add_argument("--workers", type=COUNT, default=1, help="processes for dataset generation")
+    tr.add_argument("--video-episodes", type=NON_NEGATIVE, default=0, help="record this many episodes per seed at the end")
     tr.add_argument("--no-progress", action="store_true")
     tr.set_defaults(func=_train)
 
     gen = sub.add_parser("generate", help="generate a manipulation play dataset with OGBench's oracles")
     gen.add_argument("name", help="e.g. cube-double-play-v0 (or a singletask name)")
     gen.add_argument("--out", default="~/.rql_lite/datasets/generated/published-seed0")
-    gen.add_argument("--episodes", type=int, default=None, help="train episodes (default: the published count)")
-    gen.add_argument("--episode-length", type=int, default=1000)
-    gen.add_argument("--workers", type=int, default=1)
-    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--episodes", type=COUNT, default=None, help="train episodes (default: the published count)")
+    gen.add_argument("--episode-length", type=COUNT, default=1000)
+    gen.add_argument("--workers", type=COUNT, default=1)
+    gen.add_argument("--seed", type=NON_NEGATIVE, default=0)
     gen.set_defaults(func=_generate)
 
     ev = sub.add_parser("evaluate", help="evaluate a trained run's EMA policy; optionally record videos")
     ev.add_argument("--run", required=True, help="a train command's --out directory")
-    ev.add_argument("--episodes", type=int, default=50)
-    ev.add_argument("--seed", type=int, default=0)
-    ev.add_argument("--video-episodes", type=int, default=0)
+    ev.add_argument("--episodes", type=COUNT, default=50)
+    ev.add_argument("--seed", type=NON_NEGATIVE, default=0)
+    ev.add_argument("--video-episodes", type=NON_NEGATIVE, default=0)
     ev.set_defaults(func=_evaluate)
 
     ex = sub.add_parser("export", help="write one seed of a run as a small agent file (acting and analysis only)")
     ex.add_argument("--run", required=True, help="a train command's --out directory")
-    ex.add_argument("--seed", type=int, default=0)
+    ex.add_argument("--seed", type=NON_NEGATIVE, default=0)
     ex.add_argument("--out", required=True, help="e.g. results/.../agent-seed0.msgpack")
     ex.set_defaults(func=_export)
     return parser
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         return args.func(args)
     except ValueError as err:  # bad input: one clear line, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # the system refused (disk full, permissions changed mid-run): one line too
+        where = f": {err.filename}" if err.filename else ""
+        print(f"error: {err.strerror or err}{where}; fix that and run the command again (with --resume for train)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -61,6 +61,13 @@ class AgentConfig:
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
                 hint = {"flow_steps": " (K, the number of Euler steps)", "horizon": " (h, the action-chunk length)"}
                 raise ValueError(f"{name}{hint.get(name, '')} must be an integer >= 1, got {value!r}")
+        for field in dataclasses.fields(self):  # annotations are strings here (postponed evaluation)
+            value = getattr(self, field.name)
+            if field.type == "float" and (isinstance(value, bool) or not isinstance(value, (int, float, np.number))
+                                          or not math.isfinite(value)):
+                raise ValueError(f"{field.name} must be a finite number, got {value!r}")
+            if field.type == "bool" and not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"{field.name} must be True or False, got {value!r}")
         if not 0.0 < self.expectile < 1.0:
             raise ValueError(f"expectile (kappa) must lie strictly between 0 and 1, got {self.expectile}; 0.5 is SARSA-like, 0.9 is close to max")
         if not self.alpha >= 0.0:

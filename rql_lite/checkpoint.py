@@ -1,12 +1,17 @@
-"""Checkpoints without pickle: msgpack (via flax.serialization), written atomically.
+"""Checkpoints without pickle: msgpack (via flax.serialization), written atomically, with a checksum.
 
 A checkpoint holds the stacked train states of every seed, the step, and a small
 metadata dict (task, agent, config, seeds, dataset hash, history so far). Resuming
 restores the states into a template built from the same config, so a checkpoint from
 another run or a damaged file is refused with a message that says what differs.
+
+Each save keeps the one before it beside it (``PATH.prev``) and every file carries a
+sha256 of its contents, so a damaged latest checkpoint (a flipped bit, a truncated copy) is
+refused by name and ``load_latest`` falls back to the previous good one.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
@@ -16,7 +21,26 @@ import numpy as np
 
 from rql_lite.networks import LEGACY_NETWORK_DEFINITION, NETWORK_DEFINITION
 
-FORMAT = "rql_lite-checkpoint-v1"
+# v2: the states travel as one msgpack blob and the file holds the sha256 of metadata and blob.
+# v1 files (no checksum) are still read.
+FORMAT = "rql_lite-checkpoint-v2"
+FORMAT_V1 = "rql_lite-checkpoint-v1"
+PREVIOUS_SUFFIX = ".prev"  # the checkpoint before the latest, kept as a fallback
+TEMPORARY_MARK = ".tmp-"  # PATH.tmp-PID while a write is under way; never read, removed if a kill left it
+
+
+class CheckpointDamaged(ValueError):
+    """A file that should be a checkpoint but cannot be trusted (unreadable, truncated, checksum wrong)."""
+
+
+class NoCheckpoint(ValueError):
+    """There is no checkpoint file (neither the latest nor the previous one)."""
+
+
+def _digest(metadata_text: str, states_blob: bytes) -> str:
+    digest = hashlib.sha256(metadata_text.encode("utf-8"))
+    digest.update(states_blob)
+    return digest.hexdigest()
 
 
 def save(path: str, states, metadata: dict) -> None:
@@ -24,27 +48,55 @@ def save(path: str, states, metadata: dict) -> None:
 
     The file is written to a temporary name beside ``path``, flushed to disk, then renamed
     over ``path``: an interruption leaves the previous checkpoint intact, never half a file.
+    The checkpoint it replaces becomes ``path + ".prev"``.
     """
-    payload = {
-        "format": FORMAT,
-        "metadata": json.dumps({**metadata, "network": NETWORK_DEFINITION}, sort_keys=True),
-        "states": jax.tree_util.tree_map(np.asarray, flax.serialization.to_state_dict(states)),
-    }
-    _write_atomic(path, flax.serialization.msgpack_serialize(payload))
+    metadata_text = json.dumps({**metadata, "network": NETWORK_DEFINITION}, sort_keys=True)
+    states_blob = flax.serialization.msgpack_serialize(
+        jax.tree_util.tree_map(np.asarray, flax.serialization.to_state_dict(states)))
+    payload = {"format": FORMAT, "metadata": metadata_text, "states": states_blob,
+               "sha256": _digest(metadata_text, states_blob)}
+    _write_atomic(path, flax.serialization.msgpack_serialize(payload), keep_previous=True)
 
 
-def _write_atomic(path: str, data: bytes) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
+def _write_atomic(path: str, data: bytes, keep_previous: bool = False) -> None:
+    """Write ``data`` to ``path`` so that ``path`` is always either the old or the new file, whole.
+
+    With ``keep_previous`` the file being replaced is kept as ``path + ".prev"``. A kill between the
+    two renames leaves only ``.prev`` (the last good checkpoint), which ``load_latest`` reads.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = f"{path}{TEMPORARY_MARK}{os.getpid()}"
     try:
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        if keep_previous and os.path.exists(path):
+            os.replace(path, path + PREVIOUS_SUFFIX)
         os.replace(tmp, path)
+        _fsync_directory(directory)  # the renames themselves survive a power cut
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _fsync_directory(directory: str) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems refuse fsync on a directory; the rename is still atomic
+        pass
+    finally:
+        os.close(fd)
+
+
+def is_temporary(name: str) -> bool:
+    """Whether a file name is one of ``_write_atomic``'s (or ``write_json_atomic``'s) temporaries."""
+    return TEMPORARY_MARK in os.path.basename(name)
 
 
 def read_metadata(path: str) -> dict:
@@ -53,21 +105,39 @@ def read_metadata(path: str) -> dict:
 
 
 def _read(path: str) -> dict:
+    """The payload of a checkpoint file with its metadata parsed and its checksum verified."""
     if not os.path.isfile(path):
-        raise ValueError(f"no checkpoint at {path}; start without --resume")
+        raise NoCheckpoint(f"no checkpoint at {path}")
     try:
         with open(path, "rb") as f:
             payload = flax.serialization.msgpack_restore(f.read())
     except Exception as err:  # msgpack raises several types for damaged input
-        raise ValueError(f"checkpoint {path} is corrupt or not a checkpoint ({type(err).__name__}); "
-                         f"delete it to start over, or point --out at another directory") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"{path} is not an rql_lite checkpoint (format {FORMAT!r} expected); "
-                         f"point --out at the run directory that wrote it")
+        raise CheckpointDamaged(f"checkpoint {path} is corrupt or not a checkpoint ({type(err).__name__}); "
+                                f"delete it to start over, or point --out at another directory") from None
+    if not isinstance(payload, dict) or payload.get("format") not in (FORMAT, FORMAT_V1):
+        raise CheckpointDamaged(f"{path} is not an rql_lite checkpoint (format {FORMAT!r} expected); "
+                                f"point --out at the run directory that wrote it")
+    metadata_text = payload.get("metadata")
     try:
-        payload["metadata"] = json.loads(payload["metadata"])
+        payload["metadata"] = json.loads(metadata_text)
+        if not isinstance(payload["metadata"], dict):
+            raise TypeError
     except (KeyError, TypeError, json.JSONDecodeError):
-        raise ValueError(f"checkpoint {path} has damaged metadata; delete it to start over") from None
+        raise CheckpointDamaged(f"checkpoint {path} is corrupt: its metadata is damaged; delete it to start "
+                                f"over") from None
+    if payload["format"] == FORMAT:
+        blob, recorded = payload.get("states"), payload.get("sha256")
+        if not isinstance(blob, bytes) or recorded != _digest(metadata_text, blob):
+            # A file from another network definition is refused for that reason first (its
+            # parameters would be wrong even if intact); otherwise the bytes are damaged.
+            check_network(path, payload["metadata"])
+            raise CheckpointDamaged(f"checkpoint {path} is corrupt: its contents do not match the checksum it "
+                                    f"was saved with (damaged on disk or in a copy); delete it to start over")
+        try:
+            payload["states"] = flax.serialization.msgpack_restore(blob)
+        except Exception as err:
+            raise CheckpointDamaged(f"checkpoint {path} is corrupt ({type(err).__name__} in its states); "
+                                    f"delete it to start over") from None
     return payload
 
 
@@ -94,6 +164,28 @@ def load(path: str, template, expected: dict | None = None):
     if not shapes_ok:
         raise ValueError(f"checkpoint {path} has parameter shapes that differ from this configuration; use a fresh --out")
     return jax.tree_util.tree_map(jax.numpy.asarray, states), metadata
+
+
+def load_latest(path: str, template, expected: dict | None = None):
+    """Like ``load``, from ``path`` or, if that one is damaged or missing, from ``path + ".prev"``.
+
+    Returns ``(states, metadata, used_path, problems)``: ``problems`` holds one line per damaged
+    file passed over. ``NoCheckpoint`` if neither file exists; ``CheckpointDamaged`` naming both if
+    neither is good. A checkpoint of another run or network is refused, not passed over.
+    """
+    problems = []
+    for candidate in (path, path + PREVIOUS_SUFFIX):
+        if not os.path.isfile(candidate):
+            continue
+        try:
+            states, metadata = load(candidate, template, expected)
+        except CheckpointDamaged as err:
+            problems.append(str(err))
+            continue
+        return states, metadata, candidate, problems
+    if not problems:
+        raise NoCheckpoint(f"no checkpoint at {path}")
+    raise CheckpointDamaged(problems[0] if len(problems) == 1 else "neither checkpoint can be used: " + "; also ".join(problems))
 
 
 def check_network(path: str, metadata: dict) -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import difflib
 import hashlib
 import os
+import zipfile
+import zlib
 from typing import Mapping
 
 import flax
@@ -187,6 +189,85 @@ def portable_path(path: str) -> str:
     return path
 
 
+DATASET_KEYS = ("observations", "actions", "terminals")  # what every OGBench dataset file holds
+
+
+def check_dataset_source(source: str) -> None:
+    """``ValueError`` unless ``source`` is ``"official"``, ``"generated"`` or an existing ``NAME.npz``
+    with its ``NAME-val.npz`` beside it. Reads nothing but the directory."""
+    if source in ("official", "generated"):
+        return
+    path = os.path.expanduser(source)
+    if not path.endswith(".npz") or not os.path.isfile(path):
+        raise ValueError(f"--dataset {source!r} is neither 'official', 'generated' nor an existing NAME.npz file")
+    val = path[: -len(".npz")] + "-val.npz"
+    if not os.path.isfile(val):
+        raise ValueError(f"--dataset {path} has no validation file beside it ({os.path.basename(val)}); "
+                         f"OGBench datasets come as NAME.npz and NAME-val.npz")
+
+
+def check_npz(path: str) -> int:
+    """Check a dataset file's structure without loading its arrays; return its number of rows.
+
+    Reads only the zip directory and each array's header: a file that is not a zip archive
+    (or was cut short), lacks one of ``DATASET_KEYS``, holds arrays that disagree in length, or
+    whose observations or actions are not 2-D is refused with a ``ValueError`` naming the file.
+    """
+    fix = "regenerate it (delete it and rerun with --dataset generated) or download it again"
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        size = os.path.getsize(path) if os.path.exists(path) else 0
+        raise ValueError(f"dataset file {path} ({size} bytes) is not a readable .npz archive "
+                         f"({type(err).__name__}: truncated or not an .npz); {fix}") from None
+    shapes = {}
+    with archive:
+        for member in archive.namelist():
+            if not member.endswith(".npy"):
+                continue
+            try:
+                with archive.open(member) as f:
+                    version = np.lib.format.read_magic(f)
+                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0)
+                    shapes[member[: -len(".npy")]] = read_header(f)[0]
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+                raise ValueError(f"dataset file {path} is damaged (array {member[:-4]!r}: {type(err).__name__}); "
+                                 f"{fix}") from None
+    missing = [k for k in DATASET_KEYS if k not in shapes]
+    if missing:
+        raise ValueError(f"dataset file {path} lacks {', '.join(repr(k) for k in missing)} (it holds "
+                         f"{sorted(shapes)}); an OGBench dataset needs {', '.join(DATASET_KEYS)}: {fix}")
+    for key in ("observations", "actions"):
+        if len(shapes[key]) != 2:
+            raise ValueError(f"dataset file {path}: {key!r} has shape {shapes[key]}, expected (rows, dim); {fix}")
+    rows = {key: (shape[0] if shape else None) for key, shape in shapes.items()}
+    if len(set(rows.values())) != 1:
+        detail = ", ".join(f"{k} {n}" for k, n in sorted(rows.items()))
+        raise ValueError(f"dataset file {path} holds arrays of unequal length (rows: {detail}); every key needs "
+                         f"one row per transition: {fix}")
+    return rows["observations"]
+
+
+def check_writable_directory(path: str, what: str) -> None:
+    """``ValueError`` unless ``path`` is a directory this process can write in, or can be created.
+
+    ``what`` names the argument in the message, e.g. ``"--out"``. Creates nothing.
+    """
+    path = os.path.abspath(os.path.expanduser(path))
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"{what} {path} is a file, not a directory; choose a directory (new or empty)")
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(f"{what} {path} cannot be created: {existing} is a file; choose another path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "it" if existing == path else f"its parent {existing}"
+        raise ValueError(f"{what} {path} is not writable ({where} is read-only for this user); choose a writable "
+                         f"directory or change its permissions")
+
+
 def sha256_of(paths) -> str:
     """One sha256 over the bytes of ``paths`` in order (the train file, then the val file)."""
     digest = hashlib.sha256()
@@ -260,18 +341,26 @@ def load_ogbench(
             except ValueError:
                 raise ValueError(f"{name} cannot be generated offline (only the manipulation datasets have "
                                  f"oracles in ogbench); use --dataset official where there is internet") from None
+            check_writable_directory(folder, "--data-dir")
             datagen.generate_dataset(name, folder, num_episodes=num_episodes, seed=seed, workers=workers,
                                      episode_length=episode_length, progress=progress)
     else:
+        check_dataset_source(source)
         path = os.path.expanduser(source)
-        if not path.endswith(".npz") or not os.path.isfile(path):
-            raise ValueError(f"dataset {source!r} is neither 'official', 'generated' nor an existing NAME.npz file")
-        if not os.path.isfile(path.replace(".npz", "-val.npz")):
-            raise ValueError(f"{path} has no validation file beside it ({os.path.basename(path).replace('.npz', '-val.npz')})")
     from rql_lite.provenance import silence_float32_bounds_warning
 
+    val_path = path[: -len(".npz")] + "-val.npz"
+    for split_path in (path, val_path):
+        check_npz(split_path)
     silence_float32_bounds_warning()
-    env, train, val = ogbench.make_env_and_datasets(task, dataset_path=path)
+    try:
+        env, train, val = ogbench.make_env_and_datasets(task, dataset_path=path)
+    except KeyError as err:  # OGBench's relabelling reads keys such as qpos that check_npz does not require
+        raise ValueError(f"dataset {path} (or its -val file) lacks key {err} that {task} needs; regenerate it "
+                         f"(--dataset generated) or pass a file made for this task") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as err:
+        raise ValueError(f"dataset {path} (or its -val file) is damaged ({type(err).__name__}: {err}); "
+                         f"regenerate it (--dataset generated) or download it again") from None
     obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
     for split_name, split in (("train", train), ("val", val)):
         if split["observations"].shape[1] != obs_dim or split["actions"].shape[1] != action_dim:
@@ -285,5 +374,5 @@ def load_ogbench(
         if DOMAINS[domain_of(task)]["sparse"]:
             split["rewards"] = sparsify_rewards(split["rewards"])
     info = {"source": source if source in ("official", "generated") else "path", "path": portable_path(path),
-            "sha256": sha256_of([path, path.replace(".npz", "-val.npz")]), "num_transitions": int(len(train["actions"]))}
+            "sha256": sha256_of([path, val_path]), "num_transitions": int(len(train["actions"]))}
     return env, train, val, info

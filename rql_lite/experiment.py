@@ -1,17 +1,32 @@
 """One training run on an OGBench task, as the ``train`` command runs it.
 
 A run directory (``--out``) holds ``run.json`` (what the run is: task, agent, seeds,
-effective config, dataset and its sha256), ``checkpoint.msgpack`` (latest states) and
-``records/seed{S}.json`` (one machine-readable record per seed: success curve, steps,
-device, git commit, wall time). Results tables are built only from such records.
+effective config, dataset and its sha256), ``checkpoint.msgpack`` (latest states, with the
+one before it kept as ``checkpoint.msgpack.prev``) and ``records/seed{S}.json`` (one
+machine-readable record per seed: success curve, steps, device, git commit, wall time).
+Results tables are built only from such records.
+
+A run directory survives what a cluster or a tired user does to it:
+
+- one process at a time: a command holds an OS lock (``flock``) on ``.lock`` inside the
+  directory while it works there; a second command stops at once, naming the holder;
+- the checkpoint holds the success curves and the wall time, so a run stopped in any way
+  (Ctrl-C, kill -9, a time limit) and resumed ends with the same records as an uninterrupted
+  one, apart from wall times; the last step is always evaluated and saved;
+- temporary files of a killed write are removed when the directory is next opened;
+- every argument is checked before any data is loaded or any file written.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import math
 import os
 import shlex
+import signal
+import threading
 import time
 
 import numpy as np
@@ -19,12 +34,36 @@ import numpy as np
 from rql_lite import checkpoint
 from rql_lite.agent import AGENTS, AgentConfig
 from rql_lite.configs import RUN_PROFILES, agent_config
-from rql_lite.data import check_task, from_dict, load_ogbench
+from rql_lite.data import check_dataset_source, check_task, check_writable_directory, from_dict, load_ogbench
 from rql_lite.provenance import device_description, git_commit, utc_now, write_json_atomic
 from rql_lite.train import TrainingInterrupted, init_states, train, unstack
 
 RECORD_SCHEMA = "rql_lite-run-record-v1"
 RUN_FILE, CHECKPOINT_FILE, RECORDS_DIR = "run.json", "checkpoint.msgpack", "records"
+LOCK_FILE = ".lock"  # flock'ed by the process working in the directory; holds its PID and command
+MAX_SEED = 2**31 - 1  # jax.random.PRNGKey folds larger integers onto small ones: seeds would collide
+FIXED_BY_DATA = ("obs_dim", "action_dim")  # hyperparameters the dataset sets, not --set
+
+
+class RunDirectoryBusy(ValueError):
+    """Another process is working in the run directory."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) stopped a run after saving its progress; the message says how to continue."""
+
+
+class TrainingDiverged(ValueError):
+    """A loss became NaN or infinite; nothing of the diverged state is saved."""
+
+
+def _check_int(value, flag: str, minimum: int, maximum: int | None = None, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum
+            or (maximum is not None and value > maximum)):
+        bound = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+        raise ValueError(f"{flag} must be an integer {bound}, got {value!r}")
 
 
 @dataclasses.dataclass
@@ -51,6 +90,11 @@ class RunSpec:
     label: str | None = None  # the method's name in results tables; default the agent ("RQL", "TFQL")
 
     def resolved(self) -> "RunSpec":
+        """This spec with the profile's defaults filled in, every field checked.
+
+        Reads no data and writes nothing: a bad value (an unknown name, a number out of range,
+        ``--set learning_rate=inf``) is a ``ValueError`` naming the argument before any work starts.
+        """
         if self.profile not in RUN_PROFILES:
             raise ValueError(f"unknown profile {self.profile!r}; choose one of {sorted(RUN_PROFILES)}")
         if self.agent not in AGENTS:
@@ -60,12 +104,38 @@ class RunSpec:
         changes = {k: defaults[k] for k in defaults if getattr(self, k) is None}
         if self.dataset_episodes is None and self.profile == "full":
             changes.pop("dataset_episodes", None)
-        spec = dataclasses.replace(self, **changes, seeds=tuple(int(s) for s in self.seeds))
-        if spec.steps < 1 or spec.eval_every < 1 or spec.save_every < 1 or spec.eval_episodes < 0:
-            raise ValueError("steps, eval_every and save_every must be >= 1 and eval_episodes >= 0")
-        if len(set(spec.seeds)) != len(spec.seeds) or not spec.seeds:
-            raise ValueError(f"seeds must be distinct and at least one, got {list(self.seeds)}")
+        seeds = tuple(self.seeds) if isinstance(self.seeds, (list, tuple)) else (self.seeds,)
+        for seed in seeds:
+            _check_int(seed, "--seeds", 0, MAX_SEED)
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise ValueError(f"--seeds must be distinct and at least one, got {list(seeds)}")
+        spec = dataclasses.replace(self, **changes, seeds=tuple(int(s) for s in seeds))
+        for name, minimum in (("steps", 1), ("eval_every", 1), ("save_every", 1), ("eval_episodes", 0),
+                              ("episode_length", 1), ("workers", 1), ("video_episodes", 0)):
+            _check_int(getattr(spec, name), "--" + name.replace("_", "-"), minimum)
+        for name in ("dataset_episodes", "max_eval_steps"):
+            _check_int(getattr(spec, name), "--" + name.replace("_", "-"), 1, allow_none=True)
+        if spec.label is not None and (not isinstance(spec.label, str) or not spec.label.strip() or "\n" in spec.label):
+            raise ValueError(f"--label must be a non-empty one-line name, got {spec.label!r}")
+        if not isinstance(spec.out, str) or not spec.out:
+            raise ValueError("--out must name a directory")
+        check_dataset_source(spec.dataset)
+        spec._check_overrides()
         return spec
+
+    def _check_overrides(self) -> None:
+        """Build the agent's config once with placeholder dimensions, so a bad ``--set`` fails now."""
+        if not isinstance(self.overrides, dict):
+            raise ValueError(f"overrides must be a dict of hyperparameters, got {type(self.overrides).__name__}")
+        for name in FIXED_BY_DATA:
+            if name in self.overrides:
+                raise ValueError(f"--set {name}: it is read from the dataset and cannot be set; drop it")
+        if "agent" in self.overrides:
+            raise ValueError("--set agent: choose the agent with --agent (rql or tfql), not --set")
+        try:
+            agent_config(self.task, obs_dim=1, action_dim=1, profile=self.profile, agent=self.agent, **self.overrides)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"--set: {err}") from None
 
     def method(self) -> str:
         """The name results tables give this run's agent, e.g. ``"RQL"`` or a ``label`` like ``"BC flow"``."""
@@ -103,12 +173,159 @@ def config_dict(config: AgentConfig) -> dict:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items()}
 
 
+# --------------------------------------------------------------------------- the run directory
+
+def _holder_description(lock_path: str) -> str:
+    try:
+        with open(lock_path) as f:
+            holder = json.load(f)
+        return f"PID {holder['pid']} (`{holder['command']}`, since {holder['since']})"
+    except (OSError, ValueError, KeyError, TypeError):  # the holder has not written its name yet
+        return "another process"
+
+
+def _busy(run_dir: str, lock_path: str) -> RunDirectoryBusy:
+    return RunDirectoryBusy(f"{run_dir} is in use by {_holder_description(lock_path)}; wait until it ends "
+                            f"(or stop it), then run this command again")
+
+
+def check_not_busy(run_dir: str) -> None:
+    """``RunDirectoryBusy`` naming the holder if a process works in ``run_dir``. Creates and changes nothing."""
+    lock_path = os.path.join(run_dir, LOCK_FILE)
+    try:
+        fd = os.open(lock_path, os.O_RDONLY)
+    except OSError:  # no lock file: nobody has ever held it, or the last holder ended cleanly
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # shared: conflicts only with a holder
+        except BlockingIOError:
+            raise _busy(run_dir, lock_path) from None
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+class RunDirectoryLock:
+    """Exclusive ownership of a run directory for as long as the object is held (a context manager).
+
+    An ``fcntl.flock`` on ``run_dir/.lock``, which records the holder's PID and command so that a
+    second command can name it. The OS drops the lock when its process ends, however it ends
+    (kill -9 included), so a lock cannot outlive its holder. ``release`` removes the lock file
+    (before unlocking, so that a waiting process re-checks which file it locked) and the directory
+    too if this lock created it and nothing was written there.
+    """
+
+    def __init__(self, run_dir: str, command: str):
+        self.run_dir = run_dir
+        self.path = os.path.join(run_dir, LOCK_FILE)
+        self.created_dir = not os.path.isdir(run_dir)
+        os.makedirs(run_dir, exist_ok=True)
+        self.fd = None
+        for _ in range(10):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise _busy(run_dir, self.path) from None
+            # The last holder may have removed the file between our open and our flock: then we
+            # hold a lock nobody else sees, and must lock the file that is there now.
+            try:
+                current = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except FileNotFoundError:
+                current = False
+            if current:
+                self.fd = fd
+                break
+            os.close(fd)
+        if self.fd is None:
+            raise RunDirectoryBusy(f"{run_dir}: other processes keep taking its lock; try again")
+        holder = json.dumps({"pid": os.getpid(), "command": command, "since": utc_now()})
+        os.ftruncate(self.fd, 0)
+        os.write(self.fd, holder.encode())
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.remove(self.path)
+        os.close(self.fd)
+        self.fd = None
+        if self.created_dir:
+            with contextlib.suppress(OSError):  # only succeeds if the directory is still empty
+                os.rmdir(self.run_dir)
+
+    def __enter__(self) -> "RunDirectoryLock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+@contextlib.contextmanager
+def claim_for_reading(run_dir: str, command: str):
+    """Hold ``run_dir`` while reading it (``evaluate``, ``export``); a run directory on read-only
+    storage, where nobody can be writing, is read without a lock."""
+    if not os.path.isdir(run_dir):
+        raise ValueError(f"--run {run_dir} is not a directory; pass the --out directory of a train command")
+    try:
+        lock = RunDirectoryLock(run_dir, command)
+    except OSError:  # cannot create the lock file: read-only, so no training can run here either
+        check_not_busy(run_dir)
+        yield
+        return
+    with lock:
+        yield
+
+
+def remove_stale_temporaries(run_dir: str) -> list[str]:
+    """Delete the temporary files a killed write left in ``run_dir`` (call it while holding the lock).
+
+    Returns their paths. They are never read: a write is complete only once it is renamed.
+    """
+    removed = []
+    for folder in (run_dir, os.path.join(run_dir, RECORDS_DIR)):
+        if not os.path.isdir(folder):
+            continue
+        for name in sorted(os.listdir(folder)):
+            if checkpoint.is_temporary(name):
+                path = os.path.join(folder, name)
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(path)
+                    removed.append(path)
+    return removed
+
+
+def read_run_info(run_dir: str) -> dict:
+    """The ``run.json`` of ``run_dir``; a ``ValueError`` naming the file if it is missing or damaged."""
+    path = os.path.join(run_dir, RUN_FILE)
+    if not os.path.isfile(path):
+        raise ValueError(f"{run_dir} holds no run ({RUN_FILE} missing); pass the --out directory of a train command")
+    try:
+        with open(path, encoding="utf-8") as f:
+            info = json.load(f)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is damaged (not valid JSON: {err.msg} at line {err.lineno}); restore it from a "
+                         f"copy, or start the run again in a new --out") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is damaged (not text); restore it from a copy, or start the run again in a "
+                         f"new --out") from None
+    required = ("identity", "config", "dataset")
+    if not isinstance(info, dict) or any(not isinstance(info.get(k), dict) for k in required):
+        raise ValueError(f"{path} is not an rql_lite run file (it lacks {', '.join(required)}); pass the --out "
+                         f"directory of a train command")
+    return info
+
+
 def check_out_dir(spec: RunSpec, resume: bool) -> dict | None:
-    """Refuse an output directory holding something else; return its run.json when resuming."""
-    run_file = os.path.join(spec.out, RUN_FILE)
-    if os.path.isfile(run_file):
-        with open(run_file) as f:
-            existing = json.load(f)
+    """Refuse an output directory holding something else; return its run.json when resuming.
+
+    A directory holding only what a killed start left (a lock file, temporary files) counts as
+    empty, so it can never get stuck.
+    """
+    if os.path.isfile(os.path.join(spec.out, RUN_FILE)):
+        existing = read_run_info(spec.out)
         theirs = existing.get("identity", {})
         if theirs != json.loads(json.dumps(spec.identity())):
             diff = sorted(k for k in set(theirs) | set(spec.identity()) if theirs.get(k) != spec.identity().get(k))
@@ -117,128 +334,284 @@ def check_out_dir(spec: RunSpec, resume: bool) -> dict | None:
         if not resume:
             raise ValueError(f"{spec.out} already holds this run; pass --resume to continue it, or choose another --out")
         return existing
+    if os.path.isdir(spec.out):
+        kept = [e for e in os.listdir(spec.out) if e != LOCK_FILE and not checkpoint.is_temporary(e)]
+        if kept:
+            raise ValueError(f"{spec.out} is not empty and holds no rql_lite run ({RUN_FILE} missing); choose an "
+                             f"empty or new --out")
+        return None
     if resume:
-        raise ValueError(f"--resume given but {spec.out} holds no run; drop --resume to start one")
-    if os.path.isdir(spec.out) and os.listdir(spec.out):
-        raise ValueError(f"{spec.out} is not empty and holds no rql_lite run; choose an empty or new --out")
+        raise ValueError(f"--resume given but {spec.out} does not exist; drop --resume to start the run there")
     return None
 
 
-def load_run(run_dir: str):
+def load_run(run_dir: str, log=None):
     """``(run_info, states, checkpoint_metadata)`` of a run directory: its ``run.json`` and the
-    stacked states (leading axis = seed, in ``run_info["identity"]["seeds"]`` order) of its checkpoint."""
-    run_file = os.path.join(run_dir, RUN_FILE)
-    if not os.path.isfile(run_file):
-        raise ValueError(f"{run_dir} holds no run ({RUN_FILE} missing); pass the --out directory of a train command")
-    with open(run_file) as f:
-        info = json.load(f)
-    states, _ = init_states(AgentConfig(**info["config"]), info["identity"]["seeds"])
-    states, meta = checkpoint.load(os.path.join(run_dir, CHECKPOINT_FILE), states)
+    stacked states (leading axis = seed, in ``run_info["identity"]["seeds"]`` order) of its latest
+    good checkpoint (the previous one if the latest is damaged; ``log`` hears about it)."""
+    info = read_run_info(run_dir)
+    try:
+        config = AgentConfig(**info["config"])
+        seeds = [int(s) for s in info["identity"]["seeds"]]
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{os.path.join(run_dir, RUN_FILE)} holds an invalid config or seeds ({err}); restore it "
+                         f"from a copy") from None
+    states, _ = init_states(config, seeds)
+    ckpt_path = os.path.join(run_dir, CHECKPOINT_FILE)
+    try:
+        states, meta, used, problems = checkpoint.load_latest(
+            ckpt_path, states, expected={"identity": info["identity"], "config": info["config"]})
+    except checkpoint.NoCheckpoint:
+        raise ValueError(f"{run_dir} has no checkpoint yet (its training stopped before the first save); train "
+                         f"it further first: {info.get('command', 'python -m rql_lite train ...')} --resume") from None
+    for problem in problems:
+        (log or _warn)(f"warning: {problem}; using {used} (step {meta['step']})")
     return info, states, meta
 
 
-def run(spec: RunSpec, resume: bool = False, progress: bool = True, log=print) -> list[dict]:
-    """Train, evaluate, checkpoint and record one run. Returns the per-seed records."""
+def _warn(message: str) -> None:
+    import sys
+
+    print(message, file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """Hold back Ctrl-C and SIGTERM while a file is written, then deliver them.
+
+    Python raises ``KeyboardInterrupt`` wherever the main thread happens to be; deferring it
+    here means a save is always finished or not started (kill -9 cannot be deferred: atomic
+    writes cover that).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received, previous = [], {}
+
+    def remember(signum, frame):
+        received.append(signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(signum) is not None:  # None: a handler Python cannot put back
+            previous[signum] = signal.signal(signum, remember)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in received[:1]:
+            signal.raise_signal(signum)
+
+
+# --------------------------------------------------------------------------- one run
+
+def run(spec: RunSpec, resume: bool = False, progress: bool = True, log=print, command: str | None = None) -> list[dict]:
+    """Train, evaluate, checkpoint and record one run. Returns the per-seed records.
+
+    ``command``: the command line that started this, shown to a second command that finds the
+    directory busy and in the message that says how to continue (default: ``spec.command()``).
+    Raises ``RunInterrupted`` (a ``KeyboardInterrupt``) after saving when Ctrl-C stops it,
+    ``RunDirectoryBusy`` at once if another process works in ``spec.out``, and ``ValueError``
+    for bad input before anything is written.
+    """
     spec = spec.resolved()
-    existing = check_out_dir(spec, resume)
+    check_writable_directory(spec.out, "--out")
+    check_not_busy(spec.out)
+    check_out_dir(spec, resume)  # a first look; checked again below, once the directory is ours
     env, train_data, _, data_info = load_ogbench(
         spec.task, spec.dataset, data_dir=spec.data_dir, num_episodes=spec.dataset_episodes,
         workers=spec.workers, episode_length=spec.episode_length, progress=progress)
-    if existing is not None and existing["dataset"]["sha256"] != data_info["sha256"]:
-        raise ValueError(f"the dataset changed since {spec.out} was started (sha256 differs); resume with the same data")
     obs_dim, action_dim = train_data["observations"].shape[1], train_data["actions"].shape[1]
     config = agent_config(spec.task, obs_dim, action_dim, profile=spec.profile, agent=spec.agent, **spec.overrides)
     dataset = from_dict(train_data)
-    log(f"effective config: {json.dumps(config_dict(config), sort_keys=True)}")
-    log(f"dataset: {data_info['source']} {data_info['num_transitions']} transitions, sha256 {data_info['sha256'][:12]}")
+    command = command or spec.command() + (" --resume" if resume else "")
+    with RunDirectoryLock(spec.out, command):
+        for path in remove_stale_temporaries(spec.out):
+            log(f"removed {path}: an unfinished write of a process that was killed")
+        existing = check_out_dir(spec, resume)  # the directory may have changed while the data loaded
+        if existing is not None and existing["dataset"].get("sha256") != data_info["sha256"]:
+            raise ValueError(f"the dataset changed since {spec.out} was started (sha256 differs); resume with the same data")
+        if existing is None and resume:
+            log(f"nothing to resume in {spec.out} yet: starting the run")
+        log(f"effective config: {json.dumps(config_dict(config), sort_keys=True)}")
+        log(f"dataset: {data_info['source']} {data_info['num_transitions']} transitions, sha256 {data_info['sha256'][:12]}")
+        job = _Run(spec, config, data_info, command, log)
+        if existing is None:
+            write_json_atomic(os.path.join(spec.out, RUN_FILE), job.run_info)
+        return job.train(dataset, resume=existing is not None, progress=progress)
 
-    commit = git_commit()  # the code this run starts from (read once: later commits did not run here)
-    run_info = {"identity": spec.identity(), "config": config_dict(config), "dataset": data_info,
-                "spec": dataclasses.asdict(spec), "command": spec.command(), "method": spec.method(),
-                "git_commit": commit, "created": utc_now()}
-    if existing is None:
-        os.makedirs(spec.out, exist_ok=True)
-        write_json_atomic(os.path.join(spec.out, RUN_FILE), run_info)
 
-    ckpt_path = os.path.join(spec.out, CHECKPOINT_FILE)
-    curves = {s: [] for s in spec.seeds}
-    wall_before = 0.0
-    states, _ = init_states(config, spec.seeds)
-    if resume and os.path.isfile(ckpt_path):
-        states, meta = checkpoint.load(ckpt_path, states, expected={"identity": spec.identity(), "config": config_dict(config)})
-        curves = {int(s): c for s, c in meta["curves"].items()}
-        wall_before = meta["wall_time_s"]
-        log(f"resumed from step {int(np.asarray(states.step)[0])}")
+class _Run:
+    """The state of one run while it trains: curves, wall time, the step its checkpoint holds."""
 
-    from rql_lite.evaluate import evaluate, make_eval_env
+    def __init__(self, spec: RunSpec, config: AgentConfig, data_info: dict, command: str, log):
+        self.spec, self.config, self.data_info, self.log = spec, config, data_info, log
+        self.continue_with = command if "--resume" in command.split() else command + " --resume"
+        self.commit = git_commit()  # the code this run starts from (read once: later commits did not run here)
+        self.run_info = {"identity": spec.identity(), "config": config_dict(config), "dataset": data_info,
+                         "spec": dataclasses.asdict(spec), "command": spec.command(), "method": spec.method(),
+                         "git_commit": self.commit, "created": utc_now()}
+        self.ckpt_path = os.path.join(spec.out, CHECKPOINT_FILE)
+        self.curves = {s: [] for s in spec.seeds}  # seed -> [{"step", "success_rate", "episodes", "wall_time_s"}]
+        self.wall_before, self.started = 0.0, time.perf_counter()
+        self.saved_step = None  # the step the checkpoint on disk holds
+        self.latest = None  # the last complete states seen, saved if Ctrl-C arrives during evaluation
+        self.eval_env = None
 
-    eval_env = make_eval_env(spec.task, render=spec.video_episodes > 0)
-    started = time.perf_counter()
+    def wall(self) -> float:
+        return self.wall_before + time.perf_counter() - self.started
 
-    def wall() -> float:
-        return wall_before + time.perf_counter() - started
+    # ------------------------------------------------------------------ checkpoint and records
+    def expected(self) -> dict:
+        return {"identity": self.spec.identity(), "config": config_dict(self.config)}
 
-    def write_records(step: int, finished: bool) -> list[dict]:
-        records = []
-        for i, seed in enumerate(spec.seeds):
-            curve = curves[seed]
+    def save(self, states, step: int) -> None:
+        """Checkpoint ``states`` with the curves so far, then the records (which never run ahead of it)."""
+        with _signals_deferred():
+            checkpoint.save(self.ckpt_path, states, {**self.expected(), "step": step, "wall_time_s": self.wall(),
+                                                     "curves": {str(s): c for s, c in self.curves.items()}})
+            self.saved_step = step
+            self.write_records(step)
+
+    def write_records(self, step: int) -> list[dict]:
+        spec, records = self.spec, []
+        for seed in spec.seeds:
+            curve = self.curves[seed]
             record = {
                 "schema": RECORD_SCHEMA, "task": spec.task, "agent": spec.agent, "method": spec.method(),
                 "seed": seed, "steps": step,
-                "target_steps": spec.steps, "finished": finished, "profile": spec.profile,
-                "config": config_dict(config), "dataset": data_info, "eval_episodes": spec.eval_episodes,
+                "target_steps": spec.steps, "finished": step == spec.steps, "profile": spec.profile,
+                "config": config_dict(self.config), "dataset": self.data_info, "eval_episodes": spec.eval_episodes,
                 "success_curve": curve, "final_success_rate": curve[-1]["success_rate"] if curve else None,
-                "git_commit": commit, "device": device_description(), "wall_time_s": round(wall(), 2),
-                "num_seeds_in_run": len(spec.seeds), "command": run_info["command"], "updated": utc_now(),
+                "git_commit": self.commit, "device": device_description(), "wall_time_s": round(self.wall(), 2),
+                "num_seeds_in_run": len(spec.seeds), "command": self.run_info["command"], "updated": utc_now(),
             }
             write_json_atomic(os.path.join(spec.out, RECORDS_DIR, f"seed{seed}.json"), record)
             records.append(record)
         return records
 
-    def save(states, step):
-        checkpoint.save(ckpt_path, states, {"identity": spec.identity(), "config": config_dict(config), "step": step,
-                                            "curves": {str(s): c for s, c in curves.items()}, "wall_time_s": wall()})
+    def resume_from_checkpoint(self, states):
+        """The states of the latest good checkpoint (the previous one if the latest is damaged)."""
+        try:
+            states, meta, used, problems = checkpoint.load_latest(self.ckpt_path, states, expected=self.expected())
+        except checkpoint.NoCheckpoint:
+            self.log(f"no checkpoint in {self.spec.out} yet: starting from step 0")
+            return states
+        for problem in problems:
+            self.log(f"warning: {problem}")
+        if used != self.ckpt_path and os.path.exists(self.ckpt_path):
+            # Set it aside, or the next save would rotate it over the good previous one.
+            os.replace(self.ckpt_path, self.ckpt_path + ".damaged")
+            self.log(f"moved the damaged checkpoint to {self.ckpt_path}.damaged; resuming from {used}")
+        self.curves = {int(s): c for s, c in meta["curves"].items()}
+        self.wall_before, self.started = float(meta["wall_time_s"]), time.perf_counter()
+        self.saved_step = int(meta["step"])
+        self.log(f"resumed from step {self.saved_step}")
+        return states
 
-    def evaluate_all(states, step):
-        rates = []
-        for i, seed in enumerate(spec.seeds):
-            if spec.eval_episodes == 0:
-                continue
-            result = evaluate(eval_env, unstack(states, i), spec.eval_episodes, seed=1000 * seed + step,
-                              max_steps=spec.max_eval_steps)
-            curves[seed].append({"step": step, "success_rate": result["success_rate"],
-                                 "episodes": spec.eval_episodes, "wall_time_s": round(wall(), 2)})
-            rates.append(result["success_rate"])
-        return float(np.mean(rates)) if rates else math.nan
+    # ------------------------------------------------------------------ evaluation
+    def evaluated_at(self, step: int) -> bool:
+        return self.spec.eval_episodes == 0 or all(c and c[-1]["step"] == step for c in self.curves.values())
 
-    def callback(step, states, metrics):
-        extra = None
-        if step % spec.eval_every == 0 or step == spec.steps:
-            extra = {"success": f"{evaluate_all(states, step):.2f}"}
-        if step % spec.save_every == 0 or step == spec.steps:
-            save(states, step)
-            write_records(step, finished=step == spec.steps)
+    def evaluate_at(self, states, step: int) -> float:
+        """Evaluate every seed at ``step``; the curves grow only once all seeds are done."""
+        from rql_lite.evaluate import evaluate
+
+        points = {}
+        for i, seed in enumerate(self.spec.seeds):
+            result = evaluate(self.eval_env, unstack(states, i), self.spec.eval_episodes, seed=1000 * seed + step,
+                              max_steps=self.spec.max_eval_steps)
+            points[seed] = {"step": step, "success_rate": result["success_rate"], "episodes": self.spec.eval_episodes}
+        for seed, point in points.items():
+            self.curves[seed].append({**point, "wall_time_s": round(self.wall(), 2)})
+        return float(np.mean([p["success_rate"] for p in points.values()]))
+
+    def milestone(self, states, step: int) -> dict | None:
+        """Evaluate and save at ``step`` as the intervals ask, and always at the last step."""
+        self.latest = states
+        spec, last, extra = self.spec, step == self.spec.steps, None
+        evaluated_now = False
+        if (step % spec.eval_every == 0 or last) and not self.evaluated_at(step):
+            extra = {"success": f"{self.evaluate_at(states, step):.2f}"}
+            evaluated_now = True
+        if (step % spec.save_every == 0 or last) and (self.saved_step != step or evaluated_now):
+            self.save(states, step)
         return extra
 
-    start_step = int(np.asarray(states.step)[0])
-    try:
-        states, _ = train(config, dataset, spec.seeds, num_steps=spec.steps - start_step, states=states,
-                          steps_per_dispatch=min(1000, spec.eval_every, spec.save_every), callback=callback,
-                          callback_every=math.gcd(spec.eval_every, spec.save_every), progress=progress,
-                          desc=f"{spec.agent} {spec.task}")
-    except TrainingInterrupted as stop:
-        step = int(np.asarray(stop.states.step)[0])
-        save(stop.states, step)
-        write_records(step, finished=False)
-        log(f"interrupted at step {step}: checkpoint saved to {ckpt_path}; continue with --resume")
-        raise KeyboardInterrupt from None
-    records = write_records(spec.steps, finished=True)
-    if spec.video_episodes > 0:
-        from rql_lite.evaluate import write_video
+    def check_finite(self, metrics: dict, step: int) -> None:
+        bad = sorted(k for k, v in metrics.items() if not np.all(np.isfinite(np.asarray(v))))
+        if bad:
+            kept = "no checkpoint" if self.saved_step is None else f"the checkpoint keeps step {self.saved_step}"
+            raise TrainingDiverged(f"training diverged by step {step}: {', '.join(bad)} became NaN or infinite "
+                                   f"({kept}); lower --set learning_rate or check the dataset")
 
-        for i, seed in enumerate(spec.seeds):
-            result = evaluate(eval_env, unstack(states, i), spec.video_episodes, seed=seed,
-                              video_episodes=spec.video_episodes, max_steps=spec.max_eval_steps)
+    # ------------------------------------------------------------------ the whole run
+    def train(self, dataset, resume: bool, progress: bool) -> list[dict]:
+        from rql_lite.evaluate import make_eval_env
+
+        spec = self.spec
+        states, _ = init_states(self.config, spec.seeds)
+        if resume:
+            states = self.resume_from_checkpoint(states)
+        self.eval_env = make_eval_env(spec.task, render=spec.video_episodes > 0)
+        start_step = int(np.asarray(states.step)[0])
+        self.latest = states
+
+        def callback(step, states, metrics):
+            self.check_finite(metrics, step)
+            return self.milestone(states, step)
+
+        try:
+            if self.saved_step is not None:
+                # Finish what an interruption left undone at this step (an evaluation cut short),
+                # and make the records say exactly what the checkpoint holds.
+                self.milestone(states, start_step)
+                self.write_records(self.saved_step)
+            states, history = train(self.config, dataset, spec.seeds, num_steps=spec.steps - start_step, states=states,
+                                    steps_per_dispatch=min(1000, spec.eval_every, spec.save_every), callback=callback,
+                                    callback_every=math.gcd(spec.eval_every, spec.save_every), progress=progress,
+                                    desc=f"{spec.agent} {spec.task}")
+            if history:
+                self.check_finite({k: v for k, v in history[-1].items() if k not in ("step", "wall_s")}, spec.steps)
+            self.milestone(states, spec.steps)  # the last step, whatever the intervals
+        except TrainingInterrupted as stop:
+            self.stop(stop.states)
+        except KeyboardInterrupt:  # during an evaluation or a save
+            self.stop(self.latest)
+        records = self.write_records(spec.steps)
+        if spec.video_episodes > 0:
+            try:
+                self.record_videos(states)
+            except KeyboardInterrupt:
+                raise RunInterrupted(f"interrupted while recording videos; the run itself is complete (records in "
+                                     f"{spec.out}/records/); record videos with: python -m rql_lite evaluate --run "
+                                     f"{spec.out} --video-episodes {spec.video_episodes}") from None
+        return records
+
+    def stop(self, states) -> None:
+        """Save the last complete states after Ctrl-C, then raise ``RunInterrupted`` saying how to continue."""
+        usable = states is not None and not any(
+            getattr(leaf, "is_deleted", lambda: False)() for leaf in _leaves(states))
+        step = int(np.asarray(states.step)[0]) if usable else self.saved_step
+        if usable and step != self.saved_step and step > 0:
+            self.save(states, step)
+        if self.saved_step is None:
+            raise RunInterrupted(f"interrupted before the first update; nothing to save. Start again with: "
+                                 f"{self.continue_with}")
+        raise RunInterrupted(f"interrupted at step {self.saved_step} of {self.spec.steps}: saved in {self.ckpt_path}. "
+                             f"Continue with: {self.continue_with}")
+
+    def record_videos(self, states) -> None:
+        from rql_lite.evaluate import evaluate, write_video
+
+        for i, seed in enumerate(self.spec.seeds):
+            result = evaluate(self.eval_env, unstack(states, i), self.spec.video_episodes, seed=seed,
+                              video_episodes=self.spec.video_episodes, max_steps=self.spec.max_eval_steps)
             for j, frames in enumerate(result["frames"]):
-                write_video(frames, os.path.join(spec.out, "videos", f"seed{seed}-episode{j}.mp4"))
-    return records
+                write_video(frames, os.path.join(self.spec.out, "videos", f"seed{seed}-episode{j}.mp4"))
+
+
+def _leaves(states):
+    import jax
+
+    return jax.tree_util.tree_leaves(states)
