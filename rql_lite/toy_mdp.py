@@ -134,8 +134,11 @@ def chain_dataset(length: int, num_episodes: int, action_dim: int = 1, seed: int
 
 
 def tabular_chain_errors(length: int, flow_steps: int, discount: float, agent: str,
-                         num_updates: int, lr: float = 0.5) -> np.ndarray:
+                         num_updates: int, lr: float = 0.5, relative: bool = False) -> np.ndarray:
     """Tabular value learning on the expanded chain; ``max |V - V*|`` after each update, ``(num_updates,)``.
+
+    ``relative=True`` gives ``max |V - V*| / V*`` instead, which compares chains of different
+    lengths (on a long chain the far states' exact values are small).
 
     The table ``V[s, k]`` holds one value per env state and flow step (the action does not
     matter on the chain, so one cell stands for the whole virtual trajectory at that step).
@@ -162,7 +165,8 @@ def tabular_chain_errors(length: int, flow_steps: int, discount: float, agent: s
         else:
             raise ValueError(f"agent must be 'rql' or 'tfql', got {agent!r}")
         table = table + lr * (y.reshape(L, K + 1) - table)
-        return table, jnp.max(jnp.abs(table - exact))
+        gap = jnp.abs(table - exact)
+        return table, jnp.max(gap / exact if relative else gap)
 
     _, err = jax.lax.scan(body, jnp.zeros((L, K + 1)), None, length=num_updates)
     return np.asarray(err)

@@ -85,3 +85,12 @@ def test_on_best_bump_needs_the_left_room_and_the_top_bump():
     room = np.array([-1.0, -1.0, 1.0])
     a1 = np.array([[-0.6, 0.6], [-0.6, -0.6], [-0.6, 0.6]])  # best bump, poor bump, best bump's spot but right room
     assert task.on_best_bump(room, a1).tolist() == [True, False, False]
+
+
+def test_tabular_relative_error_and_tfql_needs_about_k_plus_one_times_the_updates_on_a_long_chain():
+    L, K, gamma = 60, 5, 0.99
+    rel = toy_mdp.tabular_chain_errors(L, K, gamma, "rql", 5, relative=True)
+    assert rel[0] == 1.0   # after one update the reward has reached only the last state: the rest are 100% off
+    hits = {a: toy_mdp.first_below(toy_mdp.tabular_chain_errors(L, K, gamma, a, 3000, relative=True), 0.05)
+            for a in ("rql", "tfql")}
+    assert np.isfinite(hits["tfql"]) and K < hits["tfql"] / hits["rql"] < K + 2
