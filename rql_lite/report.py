@@ -267,9 +267,10 @@ class Table:
                 yield row, method, row.cells[method]
 
     def to_html(self, commands: bool = True) -> str:
-        """The table as HTML (a reader's table: baselines, then ours, then the command)."""
+        """The table as HTML (a reader's table: baselines, then ours), then, if ``commands``, the command
+        of each task row in a collapsible block of its own below it (a long command in a table column
+        squeezes the column and makes every row tall)."""
         head = "".join(f"<th>{html.escape(c)}</th>" for c in ("task",) + self.columns)
-        head += "<th>command for this project's runs</th>" if commands else ""
         body = []
         for row in self.rows:
             style = ' style="font-weight:bold;background:#f3f3f3"' if row.kind != "task" else ""
@@ -280,11 +281,25 @@ class Table:
                 text = html.escape(cell.text) if cell.value is not None else f"<i>{html.escape(cell.text)}</i>"
                 small = f"<br><small>{html.escape(cell.detail)}</small>" if cell.detail and c in self.our_methods else ""
                 tds.append(f"<td{title}>{text}{small}</td>")
-            if commands:
-                tds.append(f"<td><code>{html.escape(row.command)}</code></td>" if row.command else "<td></td>")
             body.append(f"<tr{style}>{''.join(tds)}</tr>")
-        return (f'<div style="overflow-x:auto"><table class="rql-results" style="font-size:80%">'
-                f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>")
+        out = (f'<div style="overflow-x:auto"><table class="rql-results" style="font-size:80%">'
+               f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>")
+        if commands:
+            out += commands_html([(row.label, [row.command]) for row in self.rows if row.command],
+                                 "Commands for this project's runs, one per task row")
+        return out
+
+
+def commands_html(rows: Sequence[tuple[str, Sequence[str]]], summary: str) -> str:
+    """A collapsible block listing ``(label, commands)`` pairs: one line per command, wrapped to the
+    page's width, so that a results table keeps narrow columns."""
+    items = "".join(
+        f'<tr><td style="white-space:nowrap;vertical-align:top">{html.escape(label)}</td><td>'
+        + "".join(f'<code style="white-space:pre-wrap;word-break:break-word">{html.escape(c)}</code><br>'
+                  for c in cmds) + "</td></tr>"
+        for label, cmds in rows)
+    return (f'<details class="rql-commands"><summary>{html.escape(summary)} ({len(rows)})</summary>'
+            f'<table style="font-size:80%;table-layout:auto;width:100%">{items}</table></details>')
 
 
 def paper_command(task: str, agent: str, seeds: int = PAPER_SEEDS) -> str:
@@ -358,9 +373,10 @@ def _aggregate(cells: list[Cell], expected: int) -> Cell:
 
 
 def summaries_html(summaries: Sequence[Summary]) -> str:
-    """A table of run summaries: task, method, success with its interval, size, device, command."""
+    """A table of run summaries (task, method, success with its interval, size, networks), then the
+    commands that produced them in a collapsible block."""
     head = "".join(f"<th>{h}</th>" for h in ("task", "method", "success rate [95% CI]", "per seed", "size",
-                                              "networks", "command"))
+                                              "networks"))
     rows = []
     for s in summaries:
         low, high = s.ci
@@ -370,10 +386,11 @@ def summaries_html(summaries: Sequence[Summary]) -> str:
         cells = (s.task.replace("-singletask", "").replace("-v0", ""), s.method, f"{s.mean:.2f}{ci}",
                  ", ".join(f"{v:.2f}" for v in s.success_rates), s.describe(), nets)
         tds = "".join(f"<td>{html.escape(str(c))}</td>" for c in cells)
-        tds += "<td>" + "<br>".join(f"<code>{html.escape(c)}</code>" for c in s.commands) + "</td>"
         rows.append(f"<tr>{tds}</tr>")
+    labels = [(f"{s.task.replace('-singletask', '').replace('-v0', '')}, {s.method}", s.commands) for s in summaries]
     return (f'<div style="overflow-x:auto"><table class="rql-runs" style="font-size:80%"><thead><tr>{head}</tr>'
-            f"</thead><tbody>{''.join(rows)}</tbody></table></div>")
+            f"</thead><tbody>{''.join(rows)}</tbody></table></div>"
+            + commands_html(labels, "Commands that produced these runs"))
 
 
 def domain_means(table: Table) -> dict[str, dict[str, float | None]]:

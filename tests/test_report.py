@@ -83,7 +83,12 @@ def test_a_paper_scale_record_fills_its_cell_and_a_reduced_one_does_not(tmp_path
     domain = next(r for r in table.rows if r.label == "cube-double-play (5 tasks)")
     assert domain.cells["RQL"].value is None and domain.cells["RQL"].text == f"{report.NOT_RUN} (1/5 tasks)"
     html = table.to_html()
-    assert "0.55" in html and html.count("<tr") == len(table.rows) + 1
+    main, commands = html.split("<details", 1)
+    assert "0.55" in main and main.count("<tr") == len(table.rows) + 1
+    assert "--out paper" in commands and "--out paper" not in main     # commands in their own block
+    assert "<details" not in table.to_html(commands=False)
+    runs = report.summaries_html(report.summarize(report.find_records(str(tmp_path))))
+    assert runs.count("<details") == 1 and "--out small" in runs.split("<details", 1)[1]
 
 
 def test_bad_records_are_refused_with_their_path(tmp_path):
