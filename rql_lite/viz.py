@@ -455,8 +455,8 @@ def live_flow_time(velocity: Callable, x0, data=None, ks: Sequence[int] = (1, 2,
                  .add_params(pick))
     path = (alt.Chart(alt.Data(name="paths")).transform_filter(f"datum.k == {K}").transform_filter(pick)
             .transform_flatten(["x", "y"]).transform_window(step="row_number()"))
-    layers = [path.mark_line(color="#1f77b4", strokeWidth=1.5).encode(x="x:Q", y="y:Q", order="step:Q"),
-              path.properties(name="path").mark_point(color="#1f77b4", size=20, filled=True)
+    layers = [path.mark_line(color="#1f77b4", strokeWidth=1.5, clip=True).encode(x="x:Q", y="y:Q", order="step:Q"),
+              path.properties(name="path").mark_point(color="#1f77b4", size=20, filled=True, clip=True)
               .encode(x="x:Q", y="y:Q")]
     datasets = {"paths": rows}
     if data is not None:
@@ -496,7 +496,8 @@ def live_reverse_path(velocity: Callable, data, ks: Sequence[int] = (1, 2, 4, 8,
         rows += [{"id": i, "k": k, "rx": _rounded(rev[:, i, 0]), "ry": _rounded(rev[:, i, 1]),
                   "fx": _rounded(fwd[:, i, 0]), "fy": _rounded(fwd[:, i, 1]), "gap": float(f"{gaps[i]:.3g}")}
                  for i in range(len(starts))]
-    start_rows = [{"id": i, "x": x, "y": y, "kind": kind} for i, ((x, y), kind) in enumerate(zip(_rounded(starts), kinds))]
+    start_rows = [{"id": i, "x": x, "y": y, "kind": kind}
+                  for i, ((x, y), kind) in enumerate(zip(_rounded(starts), kinds))]
     scale, axis_x = _plane(lim + 0.5)
     _, axis_y = _plane(lim + 0.5, "x[1]")
     enc = dict(x=alt.X("x:Q", scale=scale, axis=axis_x), y=alt.Y("y:Q", scale=scale, axis=axis_y))
@@ -516,13 +517,14 @@ def live_reverse_path(velocity: Callable, data, ks: Sequence[int] = (1, 2, 4, 8,
     layers = [
         alt.Chart(alt.Data(name="data"))
         .mark_circle(size=6, color="#bfbfbf", opacity=0.5).encode(**enc),
-        rev.mark_line(color="#d62728", strokeWidth=2).encode(x="x:Q", y="y:Q", order="step:Q"),
-        fwd.mark_line(color="#1f77b4", strokeWidth=1.5, strokeDash=[5, 3]).encode(x="x:Q", y="y:Q", order="step:Q"),
-        rev.properties(name="reverse_points").mark_circle(color="#d62728", size=18).encode(x="x:Q", y="y:Q"),
+        rev.mark_line(color="#d62728", strokeWidth=2, clip=True).encode(x="x:Q", y="y:Q", order="step:Q"),
+        fwd.mark_line(color="#1f77b4", strokeWidth=1.5, strokeDash=[5, 3], clip=True)
+        .encode(x="x:Q", y="y:Q", order="step:Q"),
+        rev.properties(name="reverse_points").mark_circle(color="#d62728", size=18, clip=True).encode(x="x:Q", y="y:Q"),
         chosen.transform_calculate(x="datum.rx[datum.k]", y="datum.ry[datum.k]").properties(name="noise")
-        .mark_point(shape="circle", size=90, color="#d62728", strokeWidth=2).encode(x="x:Q", y="y:Q"),
+        .mark_point(shape="circle", size=90, color="#d62728", strokeWidth=2, clip=True).encode(x="x:Q", y="y:Q"),
         chosen.transform_calculate(x="datum.fx[datum.k]", y="datum.fy[datum.k]").properties(name="forward_end")
-        .mark_point(shape="cross", size=90, color="#1f77b4", filled=True).encode(x="x:Q", y="y:Q"),
+        .mark_point(shape="cross", size=90, color="#1f77b4", filled=True, clip=True).encode(x="x:Q", y="y:Q"),
         chosen.transform_calculate(label="'round-trip gap ' + format(datum.gap, '.2e')").properties(name="gap")
         .mark_text(align="left", baseline="top", fontSize=13, dx=4, dy=4).encode(
             x=alt.value(0), y=alt.value(0), text="label:N"),
@@ -531,7 +533,7 @@ def live_reverse_path(velocity: Callable, data, ks: Sequence[int] = (1, 2, 4, 8,
         .encode(**enc, shape=alt.Shape("kind:N", legend=alt.Legend(title="start points", orient="bottom")),
                 color=alt.condition(pick, alt.value("black"), alt.Color(
                     "kind:N", scale=alt.Scale(range=["#555555", "#9467bd"]), legend=None)),
-                size=alt.condition(pick, alt.value(120), alt.value(22)), tooltip=["id:Q", "kind:N", "x:Q", "y:Q"])
+                size=alt.condition(pick, alt.value(120), alt.value(22)), tooltip=["x:Q", "y:Q"])
         .add_params(pick),
     ]
     title = alt.Title(alt.ExprRef(f"'K = ' + {K} + ': reverse path (red) and forward re-integration (dashed blue)'"),
@@ -542,7 +544,7 @@ def live_reverse_path(velocity: Callable, data, ks: Sequence[int] = (1, 2, 4, 8,
 
 
 def live_value_slices(grids, extent, paths, path_values, path_rewards=None, vmin: float = 0.0, vmax: float = 1.0,
-                      max_side: int = 41, size: int = 340, label: str = "V(s, x, f)",
+                      max_side: int = 41, size: int = 300, label: str = "V(s, x, f)",
                       name: str = "value-slices") -> LiveFigure:
     """Live version of :func:`value_slice_widget`, with the flow path of a clicked particle.
 
@@ -558,11 +560,11 @@ def live_value_slices(grids, extent, paths, path_values, path_rewards=None, vmin
     grids, paths, path_values = np.asarray(grids), np.asarray(paths), np.asarray(path_values)
     K = grids.shape[0] - 1
     stride = int(np.ceil(max(grids.shape[1:]) / max_side))
+    x0, x1, y0, y1 = extent
+    xs, ys = np.linspace(x0, x1, grids.shape[2])[::stride], np.linspace(y0, y1, grids.shape[1])[::stride]
     grids = grids[:, ::stride, ::stride]
     ny, nx = grids.shape[1:]
-    x0, x1, y0, y1 = extent
-    xs, ys = np.linspace(x0, x1, grids.shape[2] * stride)[::stride], np.linspace(y0, y1, grids.shape[1] * stride)[::stride]
-    half = ((x1 - x0) / (nx - 1) / 2 if nx > 1 else 0.5, (y1 - y0) / (ny - 1) / 2 if ny > 1 else 0.5)
+    half = ((xs[1] - xs[0]) / 2 if nx > 1 else 0.5, (ys[1] - ys[0]) / 2 if ny > 1 else 0.5)  # half a cell
     cells = [{"x": round(float(xs[c]), 4), "y": round(float(ys[r]), 4), "v": _rounded(grids[:, r, c])}
              for r in range(ny) for c in range(nx)]
     rows = [{"id": i, "x": _rounded(paths[:, i, 0]), "y": _rounded(paths[:, i, 1]), "v": _rounded(path_values[:, i]),
@@ -573,7 +575,8 @@ def live_value_slices(grids, extent, paths, path_values, path_rewards=None, vmin
                                value=[{"id": 0}])
     sx = alt.Scale(domain=[x0, x1], nice=False, zero=False)
     sy = alt.Scale(domain=[y0, y1], nice=False, zero=False)
-    color = alt.Color("value:Q", scale=alt.Scale(scheme="viridis", domain=[vmin, vmax]), title=label)
+    color = alt.Color("value:Q", scale=alt.Scale(scheme="viridis", domain=[vmin, vmax]), title=label,
+                      legend=alt.Legend(orient="bottom", gradientLength=size - 60))
     heat = (alt.Chart(alt.Data(name="cells"), name="heat")
             .transform_calculate(value="datum.v[k]", xa=f"datum.x - {half[0]}", xb=f"datum.x + {half[0]}",
                                  ya=f"datum.y - {half[1]}", yb=f"datum.y + {half[1]}")
@@ -586,23 +589,24 @@ def live_value_slices(grids, extent, paths, path_values, path_rewards=None, vmin
     chosen = (alt.Chart(alt.Data(name="paths")).transform_filter(pick)
               .transform_flatten(["x", "y", "v"]).transform_window(step="row_number()")
               .transform_calculate(f=f"(datum.step - 1) / {K}"))
-    path = chosen.mark_line(color="#d62728", strokeWidth=1.5).encode(x="x:Q", y="y:Q", order="step:Q")
+    path = chosen.mark_line(color="#d62728", strokeWidth=1.5, clip=True).encode(x="x:Q", y="y:Q", order="step:Q")
     now = (chosen.transform_filter(f"datum.step - 1 == k").properties(name="current")
-           .mark_point(color="#d62728", size=110, strokeWidth=2.5).encode(x="x:Q", y="y:Q"))
-    f_title = alt.ExprRef(f"{json.dumps(label)} + ' at f = ' + format(k / {K}, '.1f') + ' with the particles at that flow time'")
+           .mark_point(color="#d62728", size=110, strokeWidth=2.5, clip=True).encode(x="x:Q", y="y:Q"))
+    f_title = alt.ExprRef(f"{json.dumps(label)} + ' at f = ' + format(k / {K}, '.1f') + ', particles at f'")
     left = alt.layer(heat, path, now, particles).properties(width=size, height=size, title=alt.Title(
-        f_title, subtitle="click a particle to follow its flow path (red)"))
+        f_title, subtitle="click a particle (white) to follow its flow path (red)"))
     fx = alt.X("f:Q", scale=alt.Scale(domain=[0, 1]), title="flow time f")
     vy = alt.Y("v:Q", scale=alt.Scale(domain=[vmin, vmax]), title=label)
-    along = [chosen.mark_line(color="#d62728").encode(x=fx, y=vy),
-             chosen.properties(name="along").mark_circle(color="#d62728", size=30).encode(x=fx, y=vy),
-             chosen.transform_filter("datum.step - 1 == k").mark_point(color="#d62728", size=110, strokeWidth=2.5)
+    along = [chosen.mark_line(color="#d62728", clip=True).encode(x=fx, y=vy),
+             chosen.properties(name="along").mark_circle(color="#d62728", size=30, clip=True).encode(x=fx, y=vy),
+             chosen.transform_filter("datum.step - 1 == k")
+             .mark_point(color="#d62728", size=110, strokeWidth=2.5, clip=True)
              .encode(x=fx, y=vy)]
     if path_rewards is not None:
-        along.append(alt.Chart(alt.Data(name="paths")).transform_filter(pick).mark_rule(strokeDash=[4, 3], color="gray")
+        along.append(alt.Chart(alt.Data(name="paths")).transform_filter(pick)
+                     .mark_rule(strokeDash=[4, 3], color="gray", clip=True)
                      .encode(y="r:Q"))
-    right = alt.layer(*along).properties(width=int(size * 0.8), height=size, title=alt.Title(
-        "value along the clicked particle's path", subtitle="dashed: reward of the action the path ends in"
-        if path_rewards is not None else ""))
+    right = alt.layer(*along).properties(width=int(size * 0.7), height=size, title=alt.Title(
+        "value along its path", subtitle="dashed: reward of its action" if path_rewards is not None else ""))
     chart = alt.hconcat(left, right).add_params(step)
     return LiveFigure(chart, name, {"cells": cells, "paths": rows}, selection_views={"pick": "particles"})

@@ -80,6 +80,7 @@ def test_value_figure_is_subsampled_and_the_selection_belongs_to_the_particles(f
     fig = figures["value-slices"]
     cells, rows = fig.spec["datasets"]["cells"], fig.spec["datasets"]["paths"]
     assert len(cells) == 41 * 41 and all(len(c["v"]) == 11 for c in cells)
+    np.testing.assert_allclose(sorted({c["x"] for c in cells}), np.linspace(-2.5, 2.5, 81)[::2], atol=1e-4)
     assert len(rows) == 300 and all(len(r["x"]) == len(r["v"]) == 11 for r in rows)
     p = params(fig)
     assert p["k"]["bind"]["max"] == 10 and p["k"]["value"] == 10
