@@ -1,6 +1,7 @@
 """The paper's per-domain hyperparameters and the run profiles (smoke / full).
 
-``DOMAINS`` is the table of ``spec/rql-algorithm.md`` section 6. ``agent_config``
+``DOMAINS`` is the paper's table of per-domain settings (appendix C and the authors' public
+commands), as printed in chapter 6 of the book. ``agent_config``
 turns a task name into an ``AgentConfig``; any field can be overridden.
 """
 from __future__ import annotations

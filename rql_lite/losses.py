@@ -1,6 +1,6 @@
 """Losses and value targets of RQL and TFQL, as pure functions of arrays.
 
-Notation (see ``spec/rql-algorithm.md``): B batch, N ensemble heads, h chunk
+Notation (the book's page "RQL on one page"): B batch, N ensemble heads, h chunk
 length, K flow steps, f flow time in [0, 1] (0 = noise, 1 = complete action).
 """
 from __future__ import annotations

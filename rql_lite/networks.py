@@ -32,6 +32,7 @@ class MLP(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
+        """``x (..., in)`` -> ``(..., out_dim)``."""
         for width in self.hidden_dims:
             x = nn.Dense(width, kernel_init=nn.initializers.variance_scaling(1.0, "fan_avg", "uniform"))(x)
             x = nn.gelu(x)
@@ -55,6 +56,7 @@ class VelocityField(nn.Module):
 
     @nn.compact
     def __call__(self, obs: jax.Array | None, x: jax.Array, t: jax.Array) -> jax.Array:
+        """``obs (B, obs_dim)`` or None, ``x (B, D)``, flow time ``t (B, 1)`` -> velocity ``(B, D)``."""
         return MLP(self.hidden_dims, self.action_dim, layer_norm=False)(_condition(obs, x, t))
 
 
@@ -67,6 +69,7 @@ class ValueEnsemble(nn.Module):
 
     @nn.compact
     def __call__(self, obs: jax.Array | None, x: jax.Array, f: jax.Array) -> jax.Array:
+        """``obs (B, obs_dim)`` or None, ``x (B, D)``, flow time ``f (B,)`` or ``(B, 1)`` -> ``(N, B)``."""
         heads = nn.vmap(
             MLP,
             variable_axes={"params": 0},
