@@ -451,7 +451,7 @@ def live_flow_time(velocity: Callable, x0, data=None, ks: Sequence[int] = (1, 2,
                  .transform_calculate(px="datum.x[datum.i]", py="datum.y[datum.i]")
                  .mark_circle(size=14, color="#ff7f0e", opacity=0.7)
                  .encode(x=alt.X("px:Q", scale=scale, axis=axis_x), y=alt.Y("py:Q", scale=scale, axis=axis_y),
-                         tooltip=["id:Q"])
+                         tooltip=[alt.Tooltip("px:Q", title="x[0]"), alt.Tooltip("py:Q", title="x[1]")])
                  .add_params(pick))
     path = (alt.Chart(alt.Data(name="paths")).transform_filter(f"datum.k == {K}").transform_filter(pick)
             .transform_flatten(["x", "y"]).transform_window(step="row_number()"))
@@ -544,7 +544,7 @@ def live_reverse_path(velocity: Callable, data, ks: Sequence[int] = (1, 2, 4, 8,
 
 
 def live_value_slices(grids, extent, paths, path_values, path_rewards=None, vmin: float = 0.0, vmax: float = 1.0,
-                      max_side: int = 41, size: int = 300, label: str = "V(s, x, f)",
+                      max_side: int = 41, size: int = 260, label: str = "V(s, x, f)",
                       name: str = "value-slices") -> LiveFigure:
     """Live version of :func:`value_slice_widget`, with the flow path of a clicked particle.
 
@@ -564,7 +564,8 @@ def live_value_slices(grids, extent, paths, path_values, path_rewards=None, vmin
     xs, ys = np.linspace(x0, x1, grids.shape[2])[::stride], np.linspace(y0, y1, grids.shape[1])[::stride]
     grids = grids[:, ::stride, ::stride]
     ny, nx = grids.shape[1:]
-    half = ((xs[1] - xs[0]) / 2 if nx > 1 else 0.5, (ys[1] - ys[0]) / 2 if ny > 1 else 0.5)  # half a cell
+    # Half a cell, and 3% more so that neighbouring cells overlap instead of showing anti-aliased seams.
+    half = tuple(1.03 * ((a[1] - a[0]) / 2 if len(a) > 1 else 0.5) for a in (xs, ys))
     cells = [{"x": round(float(xs[c]), 4), "y": round(float(ys[r]), 4), "v": _rounded(grids[:, r, c])}
              for r in range(ny) for c in range(nx)]
     rows = [{"id": i, "x": _rounded(paths[:, i, 0]), "y": _rounded(paths[:, i, 1]), "v": _rounded(path_values[:, i]),
@@ -580,12 +581,14 @@ def live_value_slices(grids, extent, paths, path_values, path_rewards=None, vmin
     heat = (alt.Chart(alt.Data(name="cells"), name="heat")
             .transform_calculate(value="datum.v[k]", xa=f"datum.x - {half[0]}", xb=f"datum.x + {half[0]}",
                                  ya=f"datum.y - {half[1]}", yb=f"datum.y + {half[1]}")
-            .mark_rect().encode(x=alt.X("xa:Q", scale=sx, title="x[0]"), x2="xb:Q",
-                                y=alt.Y("ya:Q", scale=sy, title="x[1]"), y2="yb:Q", color=color))
+            .mark_rect(clip=True).encode(x=alt.X("xa:Q", scale=sx, axis=alt.Axis(title="x[0]", tickCount=5)), x2="xb:Q",
+                                         y=alt.Y("ya:Q", scale=sy, axis=alt.Axis(title="x[1]", tickCount=5)), y2="yb:Q",
+                                         color=color))
     particles = (alt.Chart(alt.Data(name="paths"), name="particles")
                  .transform_calculate(px="datum.x[k]", py="datum.y[k]", value="datum.v[k]")
                  .mark_circle(size=12, color="white", opacity=0.7)
-                 .encode(x="px:Q", y="py:Q", tooltip=["id:Q", alt.Tooltip("value:Q", format=".3f")]).add_params(pick))
+                 .encode(x="px:Q", y="py:Q", tooltip=[alt.Tooltip("value:Q", format=".3f", title=label)])
+                 .add_params(pick))
     chosen = (alt.Chart(alt.Data(name="paths")).transform_filter(pick)
               .transform_flatten(["x", "y", "v"]).transform_window(step="row_number()")
               .transform_calculate(f=f"(datum.step - 1) / {K}"))
@@ -606,7 +609,7 @@ def live_value_slices(grids, extent, paths, path_values, path_rewards=None, vmin
         along.append(alt.Chart(alt.Data(name="paths")).transform_filter(pick)
                      .mark_rule(strokeDash=[4, 3], color="gray", clip=True)
                      .encode(y="r:Q"))
-    right = alt.layer(*along).properties(width=int(size * 0.7), height=size, title=alt.Title(
+    right = alt.layer(*along).properties(width=int(size * 0.65), height=size, title=alt.Title(
         "value along its path", subtitle="dashed: reward of its action" if path_rewards is not None else ""))
     chart = alt.hconcat(left, right).add_params(step)
     return LiveFigure(chart, name, {"cells": cells, "paths": rows}, selection_views={"pick": "particles"})
