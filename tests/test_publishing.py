@@ -154,7 +154,8 @@ def broken_copies(tmp_path):
     """The workflow with one mistake each: a misspelt key (schema), a dangling `needs` (actionlint)."""
     text = WORKFLOW.read_text()
     copies = {}
-    for label, old, new in (("misspelt key", "runs-on:", "run-on:"), ("dangling needs", "needs: build", "needs: biuld")):
+    mistakes = (("misspelt key", "runs-on:", "run-on:"), ("dangling needs", "needs: build", "needs: biuld"))
+    for label, old, new in mistakes:
         assert old in text
         copies[label] = tmp_path / f"{label.replace(' ', '-')}.yml"
         copies[label].write_text(text.replace(old, new))
@@ -221,7 +222,8 @@ def test_colab_cell_keeps_colabs_jax(monkeypatch, capsys):
     commands, constraints = run_cell_on_a_stand_in_colab(monkeypatch, FAKE_PIP_LIST, gpu=True)
     owner, name, branch = repository()
     clone = next(c for c in commands if c[:2] == ["git", "clone"])
-    assert clone[-2:] == [f"https://github.com/{owner}/{name}", "/content/rql-book"] and clone[clone.index("-b") + 1] == branch
+    assert clone[-2:] == [f"https://github.com/{owner}/{name}", "/content/rql-book"]
+    assert clone[clone.index("-b") + 1] == branch
     assert constraints == ["jax==0.5.3", "jax-cuda12-pjrt==0.5.3", "jax-cuda12-plugin==0.5.3", "jaxlib==0.5.3"]
     install = next(c for c in commands if "install" in c)
     assert install[install.index("-c") + 1] == "/tmp/keep-jax.txt"
