@@ -271,7 +271,8 @@ def test_live_reverse_path_follows_the_clicked_point_and_the_step_slider(base_ur
     assert len(live.items("forward")) == 3 and len(live.items("noise")) == 1 and len(live.items("forward_end")) == 1
 
     starts = live.items("starts")
-    target = next(s for s in starts if s["datum"]["kind"] == "grid point" and s["datum"]["x"] < -2 and s["datum"]["y"] > 2)
+    target = next(s for s in starts  # a grid point in the top-left corner, far from the data
+                  if s["datum"]["kind"] == "grid point" and s["datum"]["x"] < -2 and s["datum"]["y"] > 2)
     live.click_at(target["cx"], target["cy"])
     start = (target["datum"]["x"], target["datum"]["y"])
     live.until(lambda: (live.items("reverse_points")[0]["datum"]["x"],
