@@ -131,15 +131,18 @@ def _train(args) -> int:
         received["signal"] = signum
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    previous = signal.signal(signal.SIGTERM, stop_on_sigterm)
     try:
         records = run(spec, resume=args.resume, progress=not args.no_progress, command=_command_line(args.argv))
     except RunInterrupted as stop:
         print(stop, file=sys.stderr)
         return 128 + received.get("signal", signal.SIGINT)
     except KeyboardInterrupt:
-        print(f"interrupted before training started; nothing was changed in {args.out}", file=sys.stderr)
+        print(f"interrupted; {args.out} keeps what was saved before. Run the same command again (with --resume "
+              f"if {os.path.join(args.out, 'run.json')} exists)", file=sys.stderr)
         return 128 + received.get("signal", signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     for r in records:
         print(f"seed {r['seed']}: success rate {r['final_success_rate']} after {r['steps']} steps "
               f"({r['wall_time_s']:.0f} s on {r['device']})")
@@ -222,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seeds", type=COUNT, default=4, help="also time this many vmapped seeds (1 to skip)")
     bench.add_argument("--updates-per-dispatch", type=COUNT, default=None,
                        help="updates per lax.scan call (default: 10 on CPU for paper, 200 for smoke, 1000 on GPU)")
-    bench.add_argument("--min-seconds", type=_positive_float, default=10.0, help="time each measurement for at least this long")
+    bench.add_argument("--min-seconds", type=_positive_float, default=10.0,
+                       help="time each measurement for at least this long")
     bench.add_argument("--out", default="results/bench", help="directory for the JSON record")
     bench.set_defaults(func=_bench)
 
@@ -241,11 +245,13 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--save-every", type=COUNT, default=None)
     tr.add_argument("--dataset-episodes", type=COUNT, default=None, help="episodes to generate (default: profile)")
     tr.add_argument("--episode-length", type=COUNT, default=None, help="steps per generated episode (default: profile)")
-    tr.add_argument("--max-eval-steps", type=COUNT, default=None, help="cap on evaluation episode length (default: env's)")
+    tr.add_argument("--max-eval-steps", type=COUNT, default=None,
+                    help="cap on evaluation episode length (default: env's)")
     tr.add_argument("--label", default=None, help="the method's name in results tables (default: the agent, e.g. RQL)")
     tr.add_argument("--data-dir", default="~/.rql_lite/datasets")
     tr.add_argument("--workers", type=COUNT, default=1, help="processes for dataset generation")
-    tr.add_argument("--video-episodes", type=NON_NEGATIVE, default=0, help="record this many episodes per seed at the end")
+    tr.add_argument("--video-episodes", type=NON_NEGATIVE, default=0,
+                    help="record this many episodes per seed at the end")
     tr.add_argument("--no-progress", action="store_true")
     tr.set_defaults(func=_train)
 

@@ -128,9 +128,11 @@ def _read(path: str) -> dict:
     if payload["format"] == FORMAT:
         blob, recorded = payload.get("states"), payload.get("sha256")
         if not isinstance(blob, bytes) or recorded != _digest(metadata_text, blob):
-            # A file from another network definition is refused for that reason first (its
-            # parameters would be wrong even if intact); otherwise the bytes are damaged.
-            check_network(path, payload["metadata"])
+            # Metadata without a network record was rewritten from a file older than the
+            # record: refused for its network (its parameters would be wrong even if intact).
+            # Any other mismatch, a flipped bit in the record included, is damage.
+            if "network" not in payload["metadata"]:
+                check_network(path, payload["metadata"])
             raise CheckpointDamaged(f"checkpoint {path} is corrupt: its contents do not match the checksum it "
                                     f"was saved with (damaged on disk or in a copy); delete it to start over")
         try:
@@ -185,7 +187,9 @@ def load_latest(path: str, template, expected: dict | None = None):
         return states, metadata, candidate, problems
     if not problems:
         raise NoCheckpoint(f"no checkpoint at {path}")
-    raise CheckpointDamaged(problems[0] if len(problems) == 1 else "neither checkpoint can be used: " + "; also ".join(problems))
+    if len(problems) == 1:
+        raise CheckpointDamaged(problems[0])
+    raise CheckpointDamaged("neither checkpoint can be used: " + "; also ".join(problems))
 
 
 def check_network(path: str, metadata: dict) -> None:

@@ -332,7 +332,8 @@ def check_out_dir(spec: RunSpec, resume: bool) -> dict | None:
             raise ValueError(f"{spec.out} holds another run's results (it differs in {', '.join(diff)}); "
                              f"choose another --out")
         if not resume:
-            raise ValueError(f"{spec.out} already holds this run; pass --resume to continue it, or choose another --out")
+            raise ValueError(f"{spec.out} already holds this run; pass --resume to continue it, or choose another "
+                             f"--out")
         return existing
     if os.path.isdir(spec.out):
         kept = [e for e in os.listdir(spec.out) if e != LOCK_FILE and not checkpoint.is_temporary(e)]
@@ -405,7 +406,8 @@ def _signals_deferred():
 
 # --------------------------------------------------------------------------- one run
 
-def run(spec: RunSpec, resume: bool = False, progress: bool = True, log=print, command: str | None = None) -> list[dict]:
+def run(spec: RunSpec, resume: bool = False, progress: bool = True, log=print,
+        command: str | None = None) -> list[dict]:
     """Train, evaluate, checkpoint and record one run. Returns the per-seed records.
 
     ``command``: the command line that started this, shown to a second command that finds the
@@ -430,11 +432,13 @@ def run(spec: RunSpec, resume: bool = False, progress: bool = True, log=print, c
             log(f"removed {path}: an unfinished write of a process that was killed")
         existing = check_out_dir(spec, resume)  # the directory may have changed while the data loaded
         if existing is not None and existing["dataset"].get("sha256") != data_info["sha256"]:
-            raise ValueError(f"the dataset changed since {spec.out} was started (sha256 differs); resume with the same data")
+            raise ValueError(f"the dataset changed since {spec.out} was started (sha256 differs); resume with the "
+                             f"same data")
         if existing is None and resume:
             log(f"nothing to resume in {spec.out} yet: starting the run")
         log(f"effective config: {json.dumps(config_dict(config), sort_keys=True)}")
-        log(f"dataset: {data_info['source']} {data_info['num_transitions']} transitions, sha256 {data_info['sha256'][:12]}")
+        log(f"dataset: {data_info['source']} {data_info['num_transitions']} transitions, "
+            f"sha256 {data_info['sha256'][:12]}")
         job = _Run(spec, config, data_info, command, log)
         if existing is None:
             write_json_atomic(os.path.join(spec.out, RUN_FILE), job.run_info)
@@ -480,7 +484,8 @@ class _Run:
             record = {
                 "schema": RECORD_SCHEMA, "task": spec.task, "agent": spec.agent, "method": spec.method(),
                 "seed": seed, "steps": step,
-                "target_steps": spec.steps, "finished": step == spec.steps, "profile": spec.profile,
+                "target_steps": spec.steps, "finished": step == spec.steps and self.evaluated_at(step),
+                "profile": spec.profile,
                 "config": config_dict(self.config), "dataset": self.data_info, "eval_episodes": spec.eval_episodes,
                 "success_curve": curve, "final_success_rate": curve[-1]["success_rate"] if curve else None,
                 "git_commit": self.commit, "device": device_description(), "wall_time_s": round(self.wall(), 2),
@@ -534,7 +539,10 @@ class _Run:
         if (step % spec.eval_every == 0 or last) and not self.evaluated_at(step):
             extra = {"success": f"{self.evaluate_at(states, step):.2f}"}
             evaluated_now = True
-        if (step % spec.save_every == 0 or last) and (self.saved_step != step or evaluated_now):
+        due = step % spec.save_every == 0 or last
+        # Save on the interval; again at a saved step whose evaluation was just completed (after a
+        # resume), so that the checkpoint holds everything the records show.
+        if (due and self.saved_step != step) or (evaluated_now and (due or self.saved_step == step)):
             self.save(states, step)
         return extra
 

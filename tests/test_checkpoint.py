@@ -72,3 +72,70 @@ def test_an_exported_agent_acts_exactly_like_the_state_it_came_from(tmp_path):
     (tmp_path / "bad.msgpack").write_bytes(b"\x00\x01garbage")
     with pytest.raises(ValueError, match="not an rql_lite agent file"):
         checkpoint.load_agent(str(tmp_path / "bad.msgpack"))
+
+
+def test_every_flipped_bit_and_every_truncation_is_refused_by_name(tmp_path):
+    states, _ = init_states(CFG, [0, 1])
+    path = tmp_path / "ckpt.msgpack"
+    checkpoint.save(str(path), states, {"task": "t"})
+    good = path.read_bytes()
+    rng = np.random.default_rng(0)
+    in_network_record = good.index(b"Dense -> GELU")  # a flip there must read as damage, not as another network
+    for position in list(rng.integers(0, len(good), 40)) + [0, in_network_record, len(good) // 2, len(good) - 1]:
+        damaged = bytearray(good)
+        damaged[position] ^= 1 << int(rng.integers(0, 8))
+        path.write_bytes(bytes(damaged))
+        with pytest.raises(checkpoint.CheckpointDamaged, match=str(path)):
+            checkpoint.load(str(path), states)
+    for length in (0, 10, len(good) // 3, len(good) - 1):
+        path.write_bytes(good[:length])
+        with pytest.raises(checkpoint.CheckpointDamaged, match="corrupt"):
+            checkpoint.load(str(path), states)
+
+
+def test_each_save_keeps_the_previous_checkpoint_and_load_latest_falls_back_to_it(tmp_path):
+    first, _ = init_states(CFG, [0])
+    second, _ = init_states(CFG, [1])
+    path = str(tmp_path / "ckpt.msgpack")
+    with pytest.raises(checkpoint.NoCheckpoint):
+        checkpoint.load_latest(path, first)
+    checkpoint.save(path, first, {"n": 1})
+    checkpoint.save(path, second, {"n": 2})
+    assert sorted(os.listdir(tmp_path)) == ["ckpt.msgpack", "ckpt.msgpack.prev"]
+    _, meta, used, problems = checkpoint.load_latest(path, first)
+    assert meta["n"] == 2 and used == path and not problems
+
+    with open(path, "r+b") as f:  # damage the latest: the previous one stands in, and says why
+        f.seek(os.path.getsize(path) // 2)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    restored, meta, used, problems = checkpoint.load_latest(path, second)
+    assert meta["n"] == 1 and used == path + ".prev" and "checksum" in problems[0]
+    for a, b in zip(jax.tree_util.tree_leaves(restored), jax.tree_util.tree_leaves(first)):
+        np.testing.assert_array_equal(a, b)
+    os.remove(path)  # as a kill between the two renames of a save leaves it
+    assert checkpoint.load_latest(path, second)[1]["n"] == 1
+    with open(path + ".prev", "r+b") as f:
+        f.truncate(100)
+    with pytest.raises(checkpoint.CheckpointDamaged, match=r"ckpt\.msgpack\.prev is corrupt"):
+        checkpoint.load_latest(path, second)
+
+
+def test_a_checkpoint_of_the_previous_format_without_checksum_still_loads(tmp_path):
+    import json
+
+    import flax.serialization
+
+    from rql_lite.networks import NETWORK_DEFINITION
+
+    states, _ = init_states(CFG, [0])
+    path = tmp_path / "v1.msgpack"
+    path.write_bytes(flax.serialization.msgpack_serialize({
+        "format": "rql_lite-checkpoint-v1",
+        "metadata": json.dumps({"task": "t", "network": NETWORK_DEFINITION}),
+        "states": jax.tree_util.tree_map(np.asarray, flax.serialization.to_state_dict(states))}))
+    restored, meta = checkpoint.load(str(path), states)
+    assert meta["task"] == "t"
+    for a, b in zip(jax.tree_util.tree_leaves(restored), jax.tree_util.tree_leaves(states)):
+        np.testing.assert_array_equal(a, b)
