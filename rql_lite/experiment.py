@@ -420,7 +420,7 @@ def run(spec: RunSpec, resume: bool = False, progress: bool = True, log=print,
     check_writable_directory(spec.out, "--out")
     check_not_busy(spec.out)
     check_out_dir(spec, resume)  # a first look; checked again below, once the directory is ours
-    env, train_data, _, data_info = load_ogbench(
+    _, train_data, _, data_info = load_ogbench(
         spec.task, spec.dataset, data_dir=spec.data_dir, num_episodes=spec.dataset_episodes,
         workers=spec.workers, episode_length=spec.episode_length, progress=progress)
     obs_dim, action_dim = train_data["observations"].shape[1], train_data["actions"].shape[1]
