@@ -442,7 +442,7 @@ def run(spec: RunSpec, resume: bool = False, progress: bool = True, log=print,
         job = _Run(spec, config, data_info, command, log)
         if existing is None:
             write_json_atomic(os.path.join(spec.out, RUN_FILE), job.run_info)
-        return job.train(dataset, resume=existing is not None, progress=progress)
+        return job.run_to_completion(dataset, resume=existing is not None, progress=progress)
 
 
 class _Run:
@@ -554,7 +554,9 @@ class _Run:
                                    f"({kept}); lower --set learning_rate or check the dataset")
 
     # ------------------------------------------------------------------ the whole run
-    def train(self, dataset, resume: bool, progress: bool) -> list[dict]:
+    def run_to_completion(self, dataset, resume: bool, progress: bool) -> list[dict]:
+        """Train from the checkpoint (or from scratch) to ``spec.steps``, evaluating and saving on
+        the way; record videos at the end. Ctrl-C anywhere saves the last complete states."""
         from rql_lite.evaluate import make_eval_env
 
         spec = self.spec
