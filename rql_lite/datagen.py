@@ -32,6 +32,7 @@ import os
 import re
 import secrets
 import time
+import zipfile
 
 import gymnasium
 import numpy as np
@@ -353,8 +354,25 @@ def _allocate_like(episode: dict[str, np.ndarray], num_rows: int) -> dict[str, n
     return {key: np.empty((num_rows, *rows.shape[1:]), rows.dtype) for key, rows in episode.items()}
 
 
+def _write_npz_reproducibly(f, arrays: dict[str, np.ndarray]) -> None:
+    """What ``np.savez_compressed`` writes, but with every zip entry dated 1980-01-01.
+
+    ``np.savez_compressed`` stamps each entry with the time of writing, so two generations of
+    the same data differ in a few bytes and their sha256 (which run records keep to identify a
+    dataset) differs too. With a fixed date the bytes, and so the hash, depend on the arrays only.
+    ``np.load`` reads the file as usual.
+    """
+    with zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, array in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with archive.open(info, mode="w", force_zip64=True) as entry:
+                np.lib.format.write_array(entry, np.asanyarray(array), allow_pickle=False)
+
+
 def _save_npz_atomic(path: str, arrays: dict[str, np.ndarray]) -> None:
-    """``np.savez_compressed`` to a temporary file beside ``path``, then rename it.
+    """The arrays as a compressed ``.npz`` (byte-reproducible) in a temporary file beside ``path``,
+    then renamed to ``path``.
 
     ``os.replace`` is atomic within a directory, so an interrupted run leaves either the
     old file or the complete new one, never a truncated archive.
@@ -364,7 +382,7 @@ def _save_npz_atomic(path: str, arrays: dict[str, np.ndarray]) -> None:
     try:
         # An open file object stops NumPy from appending ".npz" to the temporary name.
         with open(tmp_path, "xb") as f:
-            np.savez_compressed(f, **arrays)
+            _write_npz_reproducibly(f, arrays)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
