@@ -220,5 +220,8 @@ def agent_round_trip_cost(config: AgentConfig, policy_params, value_params, obs,
     obs = jnp.asarray(obs)
     k1 = config.flow_steps + 1
     velocity = _velocity(config, policy_params, jnp.tile(obs, (k1, 1)))
-    value_of = lambda a: values_at(config, value_params, jnp.tile(obs, (a.shape[0] // obs.shape[0], 1)), a, 1.0)  # noqa: E731
+
+    def value_of(a):
+        return values_at(config, value_params, jnp.tile(obs, (a.shape[0] // obs.shape[0], 1)), a, 1.0)
+
     return round_trip_cost(velocity, actions, value_of, config.flow_steps, config.flow_time_mode)
