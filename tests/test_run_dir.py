@@ -65,12 +65,13 @@ def train_argv(out, data_dir, *extra):
 
 def outcome(out):
     """What a finished run leaves that must not depend on interruptions: records without wall
-    times, and the checkpoint's parameters."""
+    times, and the checkpoint's parameters. The git commit is left out too: it is the checkout of
+    the process that wrote the record, and others may commit or edit files while the tests run."""
     records = {}
     for name in sorted(os.listdir(os.path.join(out, "records"))):
         with open(os.path.join(out, "records", name)) as f:
             record = json.load(f)
-        for key in ("wall_time_s", "updated", "command"):
+        for key in ("wall_time_s", "updated", "command", "git_commit"):
             record.pop(key)
         record["success_curve"] = [{k: v for k, v in p.items() if k != "wall_time_s"} for p in record["success_curve"]]
         records[name] = record
