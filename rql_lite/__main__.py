@@ -153,7 +153,12 @@ def _train(args) -> int:
 def _generate(args) -> int:
     from rql_lite.datagen import generate_dataset
 
-    result = generate_dataset(args.name, args.out, num_episodes=args.episodes, seed=args.seed, workers=args.workers,
+    from rql_lite.data import generated_folder
+
+    # By default, the folder that `train --dataset generated` reads for these settings.
+    out = os.path.expanduser(args.out) if args.out else generated_folder(
+        num_episodes=args.episodes, seed=args.seed, episode_length=args.episode_length)
+    result = generate_dataset(args.name, out, num_episodes=args.episodes, seed=args.seed, workers=args.workers,
                               episode_length=args.episode_length)
     stats = result.stats
     print(f"wrote {result.train_path} and {result.val_path}: {stats['num_transitions']} transitions in "
@@ -257,7 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = sub.add_parser("generate", help="generate a manipulation play dataset with OGBench's oracles")
     gen.add_argument("name", help="e.g. cube-double-play-v0 (or a singletask name)")
-    gen.add_argument("--out", default="~/.rql_lite/datasets/generated/published-seed0")
+    gen.add_argument("--out", default=None,
+                     help="folder (default: where train --dataset generated looks, ~/.rql_lite/datasets/generated/...)")
     gen.add_argument("--episodes", type=COUNT, default=None, help="train episodes (default: the published count)")
     gen.add_argument("--episode-length", type=COUNT, default=1000)
     gen.add_argument("--workers", type=COUNT, default=1)

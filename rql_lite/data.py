@@ -283,6 +283,16 @@ def sparsify_rewards(rewards: np.ndarray) -> np.ndarray:
     return np.where(np.asarray(rewards) != 0.0, -1.0, 0.0).astype(np.float32)
 
 
+def generated_folder(data_dir: str = DEFAULT_DATA_DIR, num_episodes: int | None = None, seed: int = 0,
+                     episode_length: int = 1000) -> str:
+    """Where ``generate`` writes, and ``load_ogbench(source="generated")`` looks for, a dataset made
+    with these settings: ``DATA_DIR/generated/{published|Nep}[-Lsteps]-seedS`` (``~`` expanded)."""
+    size = "published" if num_episodes is None else f"{num_episodes}ep"
+    if episode_length != 1000:
+        size += f"-{episode_length}steps"
+    return os.path.join(os.path.expanduser(data_dir), "generated", f"{size}-seed{seed}")
+
+
 def load_ogbench(
     task: str,
     source: str = "generated",
@@ -330,10 +340,7 @@ def load_ogbench(
     elif source == "generated":
         from rql_lite import datagen
 
-        size = "published" if num_episodes is None else f"{num_episodes}ep"
-        if episode_length != 1000:
-            size += f"-{episode_length}steps"
-        folder = os.path.join(data_dir, "generated", f"{size}-seed{seed}")
+        folder = generated_folder(data_dir, num_episodes, seed, episode_length)
         path = os.path.join(folder, f"{name}.npz")
         if not (os.path.exists(path) and os.path.exists(path.replace(".npz", "-val.npz"))):
             try:

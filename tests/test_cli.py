@@ -73,3 +73,30 @@ def test_a_runs_recorded_command_parses_back_to_the_same_run():
     assert command.startswith("python -m rql_lite train ")
     again = spec_from_args(build_parser().parse_args(shlex.split(command)[3:])).resolved()
     assert again == spec
+
+
+def test_generate_writes_by_default_where_train_looks(monkeypatch, tmp_path):
+    """`generate` without --out writes to the folder `train --dataset generated` reads for the same
+    settings (~ expanded; episodes and seed in the name), not to a literal '~' or a fixed folder."""
+    from rql_lite import __main__ as cli_main
+    from rql_lite import data, datagen
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    seen = {}
+
+    class Done(Exception):
+        pass
+
+    def fake_generate(name, out_dir, **kwargs):
+        seen.update(name=name, out_dir=out_dir, **kwargs)
+        raise Done
+
+    monkeypatch.setattr(datagen, "generate_dataset", fake_generate)
+    for argv, episodes, seed in ((["cube-single-play-v0"], None, 0),
+                                 (["cube-single-play-v0", "--episodes", "7", "--seed", "3"], 7, 3)):
+        try:
+            cli_main.main(["generate", *argv])
+        except Done:
+            pass
+        assert seen["out_dir"] == data.generated_folder(num_episodes=episodes, seed=seed)
+        assert seen["out_dir"].startswith(str(tmp_path)) and "~" not in seen["out_dir"]
