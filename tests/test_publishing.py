@@ -197,12 +197,25 @@ FAKE_PIP_LIST = "\n".join(["absl-py==2.3.1", "jax==0.5.3", "jax-cuda12-pjrt==0.5
                            "jaxlib==0.5.3", "jaxtyping==0.3.2", "torch==2.8.0"]) + "\n"
 
 
-def run_cell_on_a_stand_in_colab(monkeypatch, pip_list, gpu):
+# Where the cell writes its pip constraints on the Colab runtime. Run here, the tests send that file
+# to their own temporary folder instead of writing to this machine's /tmp.
+COLAB_CONSTRAINTS = "/tmp/keep-jax.txt"
+
+
+def cell_source(constraints_path) -> str:
+    """Chapter 1's Colab cell with its constraints file moved to ``constraints_path``."""
+    source = "".join(colab_cell("notebooks/01_flow_matching.ipynb")["source"])
+    assert source.count(COLAB_CONSTRAINTS) >= 2, "the cell writes its constraints file and installs with it"
+    return source.replace(COLAB_CONSTRAINTS, str(constraints_path))
+
+
+def run_cell_on_a_stand_in_colab(monkeypatch, tmp_path, pip_list, gpu):
     """Run chapter 1's Colab cell here, as plain Python, with google.colab faked and git and pip install
     stubbed (no network); returns the commands it ran and the constraints file it wrote."""
     import jax  # noqa: F401  (first: JAX, once it sees google.colab, imports Colab's own output module)
 
-    source = "".join(colab_cell("notebooks/01_flow_matching.ipynb")["source"])
+    constraints_path = tmp_path / "keep-jax.txt"
+    source = cell_source(constraints_path)
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
     commands = []
 
@@ -214,29 +227,28 @@ def run_cell_on_a_stand_in_colab(monkeypatch, pip_list, gpu):
     monkeypatch.setattr(os, "chdir", lambda path: commands.append(["chdir", path]))
     monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/nvidia-smi" if gpu and name == "nvidia-smi" else None)
     exec(compile(source, "colab-cell", "exec"), {"__name__": "__main__"})
-    with open("/tmp/keep-jax.txt") as f:
-        return commands, f.read().split()
+    return commands, constraints_path.read_text().split()
 
 
-def test_colab_cell_keeps_colabs_jax(monkeypatch, capsys):
-    commands, constraints = run_cell_on_a_stand_in_colab(monkeypatch, FAKE_PIP_LIST, gpu=True)
+def test_colab_cell_keeps_colabs_jax(monkeypatch, tmp_path, capsys):
+    commands, constraints = run_cell_on_a_stand_in_colab(monkeypatch, tmp_path, FAKE_PIP_LIST, gpu=True)
     owner, name, branch = repository()
     clone = next(c for c in commands if c[:2] == ["git", "clone"])
     assert clone[-2:] == [f"https://github.com/{owner}/{name}", "/content/rql-book"]
     assert clone[clone.index("-b") + 1] == branch
     assert constraints == ["jax==0.5.3", "jax-cuda12-pjrt==0.5.3", "jax-cuda12-plugin==0.5.3", "jaxlib==0.5.3"]
     install = next(c for c in commands if "install" in c)
-    assert install[install.index("-c") + 1] == "/tmp/keep-jax.txt"
+    assert install[install.index("-c") + 1] == str(tmp_path / "keep-jax.txt"), "installs with the file it wrote"
     assert install[-1] == "/content/rql-book[notebooks]", "no gpu extra where JAX is already installed"
     assert ["chdir", "/content/rql-book/notebooks"] in commands
     assert "devices: [Cpu" in capsys.readouterr().out, "the cell ends by showing the devices"
 
 
-def test_colab_cell_installs_jax_for_the_gpu_where_there_is_none(monkeypatch):
-    commands, constraints = run_cell_on_a_stand_in_colab(monkeypatch, "numpy==2.0.2\n", gpu=True)
+def test_colab_cell_installs_jax_for_the_gpu_where_there_is_none(monkeypatch, tmp_path):
+    commands, constraints = run_cell_on_a_stand_in_colab(monkeypatch, tmp_path, "numpy==2.0.2\n", gpu=True)
     assert constraints == []
     assert next(c for c in commands if "install" in c)[-1] == "/content/rql-book[notebooks,gpu]"
-    commands, _ = run_cell_on_a_stand_in_colab(monkeypatch, "numpy==2.0.2\n", gpu=False)
+    commands, _ = run_cell_on_a_stand_in_colab(monkeypatch, tmp_path, "numpy==2.0.2\n", gpu=False)
     assert next(c for c in commands if "install" in c)[-1] == "/content/rql-book[notebooks]"
 
 
@@ -272,7 +284,7 @@ def test_colab_install_keeps_a_preinstalled_jax(tmp_path):
         shutil.copy(ROOT / name, source / name)
     shutil.copytree(ROOT / "rql_lite", source / "rql_lite", ignore=shutil.ignore_patterns("__pycache__"))
     cell = tmp_path / "cell.py"
-    cell.write_text("".join(colab_cell("notebooks/01_flow_matching.ipynb")["source"]))
+    cell.write_text(cell_source(tmp_path / "keep-jax.txt"))
     clone = cell_constants(cell.read_text())[2]
 
     subprocess.run([sys.executable, "-m", "venv", str(tmp_path / "venv")], check=True)

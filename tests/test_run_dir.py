@@ -21,6 +21,7 @@ import time
 import jax
 import numpy as np
 import pytest
+from test_experiment import TASK, spec  # the same tiny run as the experiment tests
 
 from rql_lite import checkpoint, data
 from rql_lite.__main__ import main
@@ -28,15 +29,12 @@ from rql_lite.experiment import (
     CHECKPOINT_FILE,
     LOCK_FILE,
     RunInterrupted,
-    RunSpec,
     TrainingDiverged,
     check_out_dir,
     load_run,
     run,
 )
 
-TASK = "cube-single-play-singletask-task2-v0"
-TINY = dict(policy_hidden=(16,), value_hidden=(16,), num_values=2, batch_size=16)
 QUIET = dict(progress=False, log=lambda *_: None)
 
 
@@ -45,14 +43,6 @@ def data_dir(tmp_path_factory):
     folder = str(tmp_path_factory.mktemp("datasets"))
     data.load_ogbench(TASK, "generated", data_dir=folder, num_episodes=2, episode_length=100, progress=False)
     return folder
-
-
-def spec(out, data_dir, **kw):
-    base = dict(task=TASK, seeds=(0, 1), steps=40, out=str(out), profile="smoke", overrides=TINY, eval_every=20,
-                eval_episodes=1, save_every=20, dataset_episodes=2, episode_length=100, max_eval_steps=20,
-                data_dir=data_dir)
-    base.update(kw)
-    return RunSpec(**base)
 
 
 def train_argv(out, data_dir, *extra):
