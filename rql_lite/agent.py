@@ -20,7 +20,7 @@ import numpy as np
 import optax
 
 from rql_lite import losses
-from rql_lite.flow import euler, interpolate, reverse_on_grid, velocity_regression_loss
+from rql_lite.flow import euler, interpolate, reverse_to_flow_times, velocity_regression_loss
 from rql_lite.networks import ValueEnsemble, VelocityField
 
 AGENTS = ("rql", "tfql")
@@ -198,9 +198,7 @@ def reverse_to(config: AgentConfig, policy_params, obs: jax.Array, actions: jax.
     """
     policy = policy_net(config)
     velocity = lambda x, t: policy.apply(policy_params, obs, x, t)  # noqa: E731
-    if config.flow_time_mode == "grid":
-        return reverse_on_grid(velocity, actions, flow_time, config.flow_steps)
-    return euler(velocity, actions, 1.0, flow_time, config.flow_steps)
+    return reverse_to_flow_times(velocity, actions, flow_time, config.flow_steps, config.flow_time_mode)
 
 
 def value_targets_at(config: AgentConfig, policy_params, target_value_params, batch: dict, flow_time: jax.Array,

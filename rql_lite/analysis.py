@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rql_lite.agent import AgentConfig, policy_net, value_net, value_targets_at
-from rql_lite.flow import euler, euler_path, reverse_on_grid
+from rql_lite.flow import euler, euler_path, reverse_to_flow_times
 
 
 def _velocity(config: AgentConfig, policy_params, obs):
@@ -32,9 +32,10 @@ def _grid(config: AgentConfig) -> jax.Array:
 @partial(jax.jit, static_argnums=0)
 def _virtual_trajectory(config, policy_params, obs, actions):
     velocity = _velocity(config, policy_params, obs)
-    # Grid point f = k/K is reached from the action by K Euler steps of size (1 - f)/K,
-    # exactly as the agent's reversal (agent.reverse_to) does it.
-    return jax.vmap(lambda f: euler(velocity, actions, 1.0, f, config.flow_steps))(_grid(config))
+    # Grid point f = k/K is reached from the action exactly as the agent's reversal (agent.reverse_to)
+    # reaches it, with the config's rule ("mixed": K steps of (1 - f)/K; "grid": K - k steps of 1/K).
+    return jax.vmap(lambda f: reverse_to_flow_times(velocity, actions, f, config.flow_steps,
+                                                    config.flow_time_mode))(_grid(config))
 
 
 def virtual_trajectory(config: AgentConfig, policy_params, obs, actions) -> np.ndarray:
@@ -173,12 +174,7 @@ def round_trip(velocity, actions, flow_steps: int, mode: str = "mixed"):
     k1, (b, d) = flow_steps + 1, actions.shape
     f = jnp.repeat(jnp.arange(k1) / flow_steps, b).astype(actions.dtype)      # ((K+1) B,)
     a = jnp.tile(actions, (k1, 1))
-    if mode == "grid":
-        x_f = reverse_on_grid(velocity, a, f, flow_steps)
-    elif mode == "mixed":
-        x_f = euler(velocity, a, 1.0, f, flow_steps)
-    else:
-        raise ValueError(f"mode must be 'mixed' or 'grid', got {mode!r}")
+    x_f = reverse_to_flow_times(velocity, a, f, flow_steps, mode)
     produced = _finish_on_grid(velocity, x_f, f, flow_steps)
     return x_f.reshape(k1, b, d), produced.reshape(k1, b, d)
 

@@ -106,6 +106,21 @@ def reverse_on_grid(velocity: Velocity, x: jax.Array, flow_time: jax.Array, num_
     return x
 
 
+def reverse_to_flow_times(velocity: Velocity, x: jax.Array, flow_time: jax.Array, num_steps: int,
+                          mode: str = "mixed") -> jax.Array:
+    """Reverse from ``x`` at flow time 1 to ``flow_time`` ``(B,)`` with RQL's rule ``mode``.
+
+    ``"mixed"`` (the release): ``K`` steps of size ``(1 - f)/K`` for any f (``euler`` backwards).
+    ``"grid"`` (the paper): ``K - k`` steps of size ``1/K`` to ``f = k/K`` (``reverse_on_grid``).
+    ``x``: ``(B, D)``. Returns ``x^f``, ``(B, D)``.
+    """
+    if mode == "grid":
+        return reverse_on_grid(velocity, x, flow_time, num_steps)
+    if mode == "mixed":
+        return euler(velocity, x, 1.0, flow_time, num_steps)
+    raise ValueError(f"flow-time mode must be 'mixed' or 'grid', got {mode!r}")
+
+
 def interpolate(x0: jax.Array, x1: jax.Array, t: jax.Array) -> jax.Array:
     """Straight-line probability path ``x_t = (1 - t) x0 + t x1``; ``t`` is ``(B, 1)``."""
     return (1.0 - t) * x0 + t * x1

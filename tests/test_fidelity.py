@@ -6,6 +6,7 @@
 3. Files made with the old network definition are refused by name, not loaded silently.
 """
 import json
+from pathlib import Path
 
 import flax.serialization
 import jax
@@ -62,7 +63,7 @@ def test_value_ensemble_matches_a_numpy_forward_pass_in_the_release_order(layer_
     stacked = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), params["params"])
     mlp = stacked[next(iter(stacked))]  # the vmapped MLP's parameters, each with a leading head axis
     for n in range(heads):
-        head = jax.tree_util.tree_map(lambda a: a[n], mlp)
+        head = jax.tree_util.tree_map(lambda a, n=n: a[n], mlp)
         want = _release_order_mlp(head, inputs, len(hidden), layer_norm)[:, 0]
         np.testing.assert_allclose(got[n], want, rtol=2e-4, atol=2e-4)
 
@@ -121,13 +122,13 @@ def test_grid_mode_of_the_agent_uses_the_path_and_mixed_mode_keeps_the_release_r
 
 
 def _rewrite_metadata(path, drop_network=True, network=None):
-    payload = flax.serialization.msgpack_restore(open(path, "rb").read())
+    payload = flax.serialization.msgpack_restore(Path(path).read_bytes())
     meta = json.loads(payload["metadata"])
     meta.pop("network", None)
     if not drop_network:
         meta["network"] = network
     payload["metadata"] = json.dumps(meta, sort_keys=True)
-    open(path, "wb").write(flax.serialization.msgpack_serialize(payload))
+    Path(path).write_bytes(flax.serialization.msgpack_serialize(payload))
 
 
 def test_a_checkpoint_made_with_the_old_network_is_refused_by_name(tmp_path):
@@ -178,3 +179,19 @@ def test_chunk_rule_fractions_count_what_they_say_on_a_dataset_with_known_answer
         assert abs(got[name] - want) < 0.015, (name, got[name])
     assert got["action_rows_clipped_by_release"] == pytest.approx(0.01)
     assert got["actions_clipped_by_release"] == pytest.approx(0.005)
+
+
+@pytest.mark.parametrize("mode", ["mixed", "grid"])
+def test_the_analysis_readers_reverse_with_the_agents_own_rule(mode):
+    """analysis.virtual_trajectory (chapters 3 and 6) must show the points the update trains on."""
+    from rql_lite.analysis import virtual_trajectory
+
+    config = AgentConfig(obs_dim=2, action_dim=2, horizon=1, flow_steps=4, policy_hidden=(16,), value_hidden=(8,),
+                         num_values=2, flow_time_mode=mode)
+    state = init_state(config, jax.random.PRNGKey(0))
+    obs = jax.random.normal(jax.random.PRNGKey(1), (3, 2))
+    actions = jax.random.normal(jax.random.PRNGKey(2), (3, 2))
+    path = virtual_trajectory(config, state.policy_params, obs, actions)  # (K+1, B, D), f = k/K
+    for k in range(5):
+        want = reverse_to(config, state.policy_params, obs, actions, jnp.full((3,), k / 4))
+        np.testing.assert_allclose(path[k], want, rtol=1e-5, atol=1e-6)
