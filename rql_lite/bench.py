@@ -83,7 +83,7 @@ def bench_config(config: AgentConfig, updates_per_dispatch: int, num_seeds: int,
     holder = {"state": init_state(config, init_key)}
 
     def one_seed():
-        holder["state"], metrics = run_updates_jit(holder["state"], dataset, run_key, updates_per_dispatch)
+        holder["state"], metrics = run_updates_jit(holder["state"], dataset, run_key, 0, updates_per_dispatch)
         jax.block_until_ready(metrics)
         return updates_per_dispatch
 

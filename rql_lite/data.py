@@ -5,6 +5,11 @@ plus, for every row, the index of the last row of its episode. Sampling a chunk
 that starts at row i reads rows i..i+h-1, but never crosses into the next
 episode: entries past the episode end are clamped to its last row and marked
 ``valid = 0`` so the losses drop them.
+
+The five single-task variants of an OGBench domain share one dataset: only rewards and masks
+differ (OGBench relabels them per task). ``from_task_dicts`` keeps the shared arrays once and
+one reward and mask column per task, ``(N, M)``; the sampler reads the column of the task it
+is given, so one program can train agents on several tasks from one copy of the data.
 """
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ import hashlib
 import os
 import zipfile
 import zlib
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import flax
 import jax
@@ -27,8 +32,8 @@ class ChunkDataset:
 
     observations: jax.Array  # (N, obs_dim)
     actions: jax.Array  # (N, action_dim)
-    rewards: jax.Array  # (N,)
-    masks: jax.Array  # (N,) 0 where the next state is a true terminal
+    rewards: jax.Array  # (N,), or (N, M): one column per task
+    masks: jax.Array  # (N,) or (N, M); 0 where the next state is a true terminal
     next_observations: jax.Array  # (N, obs_dim)
     episode_end: jax.Array  # (N,) int32 index of the last row of the row's episode
 
@@ -43,6 +48,11 @@ class ChunkDataset:
     @property
     def action_dim(self) -> int:
         return int(self.actions.shape[1])
+
+    @property
+    def num_tasks(self) -> int:
+        """Reward/mask columns: 1 for a ``(N,)`` dataset, ``M`` for ``(N, M)``."""
+        return 1 if self.rewards.ndim == 1 else int(self.rewards.shape[1])
 
 
 def episode_ends(terminals: np.ndarray) -> np.ndarray:
@@ -77,18 +87,26 @@ def from_arrays(
     Args:
       observations: ``(N, obs_dim)``. actions: ``(N, action_dim)``. rewards: ``(N,)``.
       terminals: ``(N,)``, 1 on the last transition of each episode (OGBench's meaning).
-      masks: ``(N,)``, 0 where the next state is terminal (no bootstrap); default all ones.
+      masks: like ``rewards``, 0 where the next state is terminal (no bootstrap); default all ones.
       next_observations: ``(N, obs_dim)``; default ``observations`` shifted by one within
         each episode (the last transition of an episode then repeats its own state).
     """
     arrays = {
         "observations": np.asarray(observations, np.float32),
         "actions": np.asarray(actions, np.float32),
-        "rewards": np.asarray(rewards, np.float32).reshape(-1),
+        "rewards": np.asarray(rewards, np.float32),
         "terminals": np.asarray(terminals, np.float32).reshape(-1),
     }
     n = arrays["observations"].shape[0]
-    arrays["masks"] = np.ones(n, np.float32) if masks is None else np.asarray(masks, np.float32).reshape(-1)
+    if arrays["rewards"].ndim != 2:
+        arrays["rewards"] = arrays["rewards"].reshape(-1)
+    arrays["masks"] = (np.ones(arrays["rewards"].shape, np.float32) if masks is None
+                       else np.asarray(masks, np.float32).reshape(arrays["rewards"].shape[:1] + (-1,)))
+    if arrays["rewards"].ndim == 1:
+        arrays["masks"] = arrays["masks"].reshape(-1)
+    if arrays["masks"].shape != arrays["rewards"].shape:
+        raise ValueError(f"masks have shape {arrays['masks'].shape} but rewards {arrays['rewards'].shape}; give one "
+                         f"mask per reward (one column per task)")
     ends = episode_ends(arrays["terminals"])
     if next_observations is None:
         nxt = np.minimum(np.arange(n) + 1, ends)
@@ -129,8 +147,37 @@ def from_dict(dataset: Mapping[str, np.ndarray]) -> ChunkDataset:
     )
 
 
-def sample_chunks(dataset: ChunkDataset, key: jax.Array, batch_size: int, horizon: int) -> dict:
+def from_task_dicts(datasets: Sequence[Mapping[str, np.ndarray]], names: Sequence[str] | None = None) -> ChunkDataset:
+    """One ``ChunkDataset`` for several tasks of one domain: shared arrays once, rewards and masks ``(N, M)``.
+
+    ``datasets``: one dict per task with OGBench's keys, as ``load_ogbench`` returns for each
+    single-task variant of the same dataset file. Observations, actions, terminals and
+    next observations must be identical across them (only rewards and masks may differ);
+    ``names`` label the tasks in the error if they are not.
+    """
+    if not datasets:
+        raise ValueError("give at least one task's dataset")
+    names = list(names) if names is not None else [f"task {i}" for i in range(len(datasets))]
+    first = datasets[0]
+    for name, other in zip(names[1:], datasets[1:]):
+        for key in ("observations", "actions", "terminals", "next_observations"):
+            if key not in first and key not in other:
+                continue
+            a, b = first.get(key), other.get(key)
+            if a is None or b is None or np.shape(a) != np.shape(b) or not np.array_equal(a, b):
+                raise ValueError(f"the datasets of {names[0]} and {name} differ in {key!r}; tasks trained in one program "
+                                 f"must share one dataset (the single-task variants of one domain's dataset file)")
+    columns = lambda key: np.stack([np.asarray(d[key], np.float32).reshape(-1) for d in datasets], axis=1)  # noqa: E731
+    masks = columns("masks") if all("masks" in d for d in datasets) else None
+    return from_arrays(first["observations"], first["actions"], columns("rewards"), first["terminals"], masks,
+                       first.get("next_observations"))
+
+
+def sample_chunks(dataset: ChunkDataset, key: jax.Array, batch_size: int, horizon: int, task=0) -> dict:
     """Sample ``batch_size`` action chunks of length ``horizon`` (jittable; sizes static).
+
+    ``task``: the reward/mask column to read when the dataset holds several (an integer, may be
+    traced, e.g. vmapped over runs); ignored for a one-column dataset.
 
     Returns a batch as ``rql_lite.agent.update`` expects: observations ``(B, obs)``,
     actions ``(B, h, d)``, rewards/masks/valid ``(B, h)``, next_observations ``(B, obs)``
@@ -141,11 +188,15 @@ def sample_chunks(dataset: ChunkDataset, key: jax.Array, batch_size: int, horizo
     rows = start[:, None] + jnp.arange(horizon)[None, :]
     valid = rows <= end[:, None]
     rows = jnp.minimum(rows, end[:, None])
+    if dataset.rewards.ndim == 2:  # read only the sampled entries of this task's column
+        rewards, masks = dataset.rewards[rows, task], dataset.masks[rows, task]
+    else:
+        rewards, masks = dataset.rewards[rows], dataset.masks[rows]
     return {
         "observations": dataset.observations[start],
         "actions": dataset.actions[rows],
-        "rewards": dataset.rewards[rows] * valid,
-        "masks": dataset.masks[rows],
+        "rewards": rewards * valid,
+        "masks": masks,
         "valid": valid.astype(jnp.float32),
         "next_observations": dataset.next_observations[rows[:, -1]],
     }

@@ -1,5 +1,10 @@
-"""Training loop: ``lax.scan`` runs many updates per dispatch, ``vmap`` runs seeds side by side,
-and with several devices the seeds are sharded across them (``place_on_devices``).
+"""Training loop: ``lax.scan`` runs many updates per dispatch, ``vmap`` runs many agents side by
+side, and with several devices they are sharded across them (``place_on_devices``).
+
+The agents of one program are *runs*: a (task, seed) pair each. With one task they are the
+seeds; with several tasks of one domain (a dataset with one reward/mask column per task, see
+``rql_lite.data.from_task_dicts``) run ``r`` reads column ``task_index[r]``. Runs are laid out
+task-major: ``[(t, s) for t in tasks for s in seeds]``.
 
 The random key of update number ``i`` is ``fold_in(run_key, i)``: it depends only on
 the seed and the step count, so a run resumed from a checkpoint draws exactly the
@@ -33,33 +38,46 @@ def seed_keys(seed: int) -> tuple[jax.Array, jax.Array]:
     return init_key, run_key
 
 
-def train_step(state: TrainState, dataset: ChunkDataset, run_key: jax.Array) -> tuple[TrainState, dict]:
-    """Sample one batch on device and apply one update (pure)."""
+def train_step(state: TrainState, dataset: ChunkDataset, run_key: jax.Array, task=0) -> tuple[TrainState, dict]:
+    """Sample one batch of task ``task``'s rewards on device and apply one update (pure)."""
     cfg = state.config
     k_sample, k_update = jax.random.split(jax.random.fold_in(run_key, state.step))
-    batch = sample_chunks(dataset, k_sample, cfg.batch_size, cfg.horizon)
+    batch = sample_chunks(dataset, k_sample, cfg.batch_size, cfg.horizon, task)
     return update_unchecked(state, batch, k_update)
 
 
-def run_updates(state: TrainState, dataset: ChunkDataset, run_key: jax.Array, num_updates: int):
+def run_updates(state: TrainState, dataset: ChunkDataset, run_key: jax.Array, task, num_updates: int):
     """``num_updates`` steps in one ``lax.scan``; returns the state and the mean metrics."""
 
     def body(state, _):
-        return train_step(state, dataset, run_key)
+        return train_step(state, dataset, run_key, task)
 
     state, metrics = jax.lax.scan(body, state, None, length=num_updates)
     return state, jax.tree_util.tree_map(jnp.mean, metrics)
 
 
-# One seed, and many seeds in one program. ``num_updates`` is static: one compile per chunk size.
-run_updates_jit = jax.jit(run_updates, static_argnums=3, donate_argnums=0)
-run_updates_seeds = jax.jit(
-    jax.vmap(run_updates, in_axes=(0, None, 0, None)), static_argnums=3, donate_argnums=0
+# One run, and many runs in one program (vmapped over state, run key and task column; the dataset
+# is shared). ``num_updates`` is static: one compile per chunk size.
+run_updates_jit = jax.jit(run_updates, static_argnums=4, donate_argnums=0)
+run_updates_runs = jax.jit(
+    jax.vmap(run_updates, in_axes=(0, None, 0, 0, None)), static_argnums=4, donate_argnums=0
 )
 
 
+def run_updates_seeds(states: TrainState, dataset: ChunkDataset, run_keys: jax.Array, num_updates: int):
+    """Many seeds of one task in one program: ``run_updates_runs`` with every run on column 0."""
+    tasks = jnp.zeros(run_keys.shape[:1], jnp.int32)
+    return run_updates_runs(states, dataset, run_keys, tasks, num_updates)
+
+
+def run_layout(num_tasks: int, seeds: Sequence[int]) -> tuple[list[int], list[int]]:
+    """``(task_index, seed)`` per run, task-major: run ``t * len(seeds) + j`` is task ``t``, seed ``seeds[j]``."""
+    return ([t for t in range(num_tasks) for _ in seeds], [int(s) for _ in range(num_tasks) for s in seeds])
+
+
 def init_states(config: AgentConfig, seeds: Sequence[int]) -> tuple[TrainState, jax.Array]:
-    """Stacked train states (leading axis = seed) and the matching run keys ``(S, 2)``."""
+    """Stacked train states (leading axis = run) and the matching run keys ``(R, 2)``, one per entry
+    of ``seeds`` (which may repeat a seed: the same seed on several tasks starts identically)."""
     if len(seeds) == 0:
         raise ValueError("give at least one seed")
     keys = [seed_keys(int(s)) for s in seeds]
@@ -69,22 +87,27 @@ def init_states(config: AgentConfig, seeds: Sequence[int]) -> tuple[TrainState, 
     return states, run_keys
 
 
-def place_on_devices(states: TrainState, run_keys: jax.Array, dataset: ChunkDataset):
-    """Spread the seed axis over the available devices; the dataset goes to each of them.
+def place_on_devices(states: TrainState, run_keys: jax.Array, dataset: ChunkDataset, task_index: jax.Array | None = None):
+    """Spread the run axis over the available devices; the dataset goes to each of them.
 
-    With ``D`` devices and ``S`` seeds, the seeds are split over ``gcd(S, D)`` devices along a
-    one-axis mesh; the vmapped, jitted update then runs each device's seeds where they live, with
-    no communication between devices (seeds are independent). With one device this changes
-    nothing. This is JAX's own sharding; there is no job runner.
+    With ``D`` devices and ``R`` runs, the runs are split over ``gcd(R, D)`` devices along a
+    one-axis mesh; the vmapped, jitted update then runs each device's runs where they live, with
+    no communication between devices (runs are independent). With one device this changes
+    nothing. This is JAX's own sharding; there is no job runner. Returns
+    ``(states, run_keys, dataset, task_index)`` (``task_index`` default: all zeros).
     """
+    if task_index is None:
+        task_index = jnp.zeros(run_keys.shape[:1], jnp.int32)
+    task_index = jnp.asarray(task_index, jnp.int32)
     devices = jax.devices()
     count = math.gcd(int(run_keys.shape[0]), len(devices))
     if count == 1:
-        return states, run_keys, dataset
-    mesh = jax.sharding.Mesh(np.array(devices[:count]), ("seed",))
-    by_seed = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seed"))
+        return states, run_keys, dataset, task_index
+    mesh = jax.sharding.Mesh(np.array(devices[:count]), ("run",))
+    by_run = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("run"))
     everywhere = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    return jax.device_put(states, by_seed), jax.device_put(run_keys, by_seed), jax.device_put(dataset, everywhere)
+    return (jax.device_put(states, by_run), jax.device_put(run_keys, by_run), jax.device_put(dataset, everywhere),
+            jax.device_put(task_index, by_run))
 
 
 def unstack(states: TrainState, index: int) -> TrainState:
@@ -103,18 +126,25 @@ def train(
     callback_every: int | None = None,
     progress: bool = True,
     desc: str = "train",
+    task_index: Sequence[int] | None = None,
+    stop_after_s: float | None = None,
 ) -> tuple[TrainState, list[dict]]:
-    """Train ``len(seeds)`` agents in one vmapped program for ``num_steps`` updates each.
+    """Train ``len(seeds)`` agents (runs) in one vmapped program for ``num_steps`` updates each.
 
     Args:
       config, dataset: the agent and its data (``dataset`` dims must match ``config``).
-      seeds: integer seeds; the returned state has a leading axis of this length.
+      seeds: integer seed of each run; the returned state has a leading axis of this length.
+      task_index: the dataset's reward/mask column of each run (default: column 0 for every run);
+        ``run_layout`` builds ``task_index`` and ``seeds`` for tasks x seeds.
       num_steps: total updates per seed (counted from the states' current step).
       steps_per_dispatch: updates per ``lax.scan`` call; the progress bar moves between them.
       states: stacked states to continue from (resume); default fresh states from ``seeds``.
       callback: ``callback(step, states, metrics)`` every ``callback_every`` steps (evaluation,
         checkpoints); a dict it returns is shown in the progress bar.
       progress: show a tqdm bar with steps/s and losses.
+      stop_after_s: stop early, after the dispatch (and callback) during which this many seconds
+        of wall time have passed; the caller sees it from the returned states' step. A time limit
+        that cuts a run into segments: checkpoint at the step reached, resume from it.
 
     Returns:
       ``(states, history)``; history has one dict per dispatch: ``step``, ``wall_s`` and each
@@ -127,9 +157,15 @@ def train(
         )
     if num_steps < 0 or steps_per_dispatch < 1:
         raise ValueError("num_steps must be >= 0 and steps_per_dispatch >= 1")
+    if task_index is None:
+        task_index = [0] * len(seeds)
+    if len(task_index) != len(seeds):
+        raise ValueError(f"task_index has {len(task_index)} entries but there are {len(seeds)} runs (seeds); give one each")
+    if any(not 0 <= int(t) < dataset.num_tasks for t in task_index):
+        raise ValueError(f"task_index {list(task_index)} names a column the dataset lacks (it has {dataset.num_tasks})")
     fresh_states, run_keys = init_states(config, seeds)
     states = fresh_states if states is None else states
-    states, run_keys, dataset = place_on_devices(states, run_keys, dataset)
+    states, run_keys, dataset, tasks = place_on_devices(states, run_keys, dataset, jnp.asarray(task_index, jnp.int32))
     start = int(np.asarray(states.step).reshape(-1)[0])
     stop = start + num_steps
     callback_every = callback_every or steps_per_dispatch
@@ -147,7 +183,7 @@ def train(
         tick = time.perf_counter()
         new_states = None
         try:
-            new_states, metrics = run_updates_seeds(states, dataset, run_keys, n)
+            new_states, metrics = run_updates_runs(states, dataset, run_keys, tasks, n)
             metrics = {k: np.asarray(v) for k, v in metrics.items()}  # waits for the dispatch
         except KeyboardInterrupt:
             if bar is not None:
@@ -167,6 +203,8 @@ def train(
                 {"steps/s": f"{n / dt:.1f}", "V": f"{metrics['value_loss'].mean():.3g}",
                  "pi": f"{metrics['policy_loss'].mean():.3g}", "bc": f"{metrics['bc_loss'].mean():.3g}", **extra}
             )
+        if stop_after_s is not None and time.perf_counter() - t0 >= stop_after_s:
+            break
     if bar is not None:
         bar.close()
     return states, history

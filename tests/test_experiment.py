@@ -56,7 +56,7 @@ def test_stopped_and_resumed_run_equals_an_uninterrupted_one(tmp_path, data_dir,
 
     import rql_lite.train as train_module
 
-    real, calls = train_module.run_updates_seeds, {"n": 0}
+    real, calls = train_module.run_updates_runs, {"n": 0}
 
     def interrupt_second_dispatch(*args):
         calls["n"] += 1
@@ -64,12 +64,12 @@ def test_stopped_and_resumed_run_equals_an_uninterrupted_one(tmp_path, data_dir,
             raise KeyboardInterrupt  # as if Ctrl-C arrived
         return real(*args)
 
-    monkeypatch.setattr(train_module, "run_updates_seeds", interrupt_second_dispatch)
+    monkeypatch.setattr(train_module, "run_updates_runs", interrupt_second_dispatch)
     with pytest.raises(KeyboardInterrupt):
         run(spec(tmp_path / "stopped", data_dir), progress=False, log=lambda *_: None)
     _, meta = saved_leaves(tmp_path / "stopped")
     assert meta["step"] == 20  # Ctrl-C saved the last complete state
-    monkeypatch.setattr(train_module, "run_updates_seeds", real)
+    monkeypatch.setattr(train_module, "run_updates_runs", real)
     run(spec(tmp_path / "stopped", data_dir), resume=True, progress=False, log=lambda *_: None)
 
     straight, _ = saved_leaves(tmp_path / "straight")

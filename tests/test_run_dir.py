@@ -412,7 +412,7 @@ def test_a_damaged_checkpoint_is_refused_by_name_and_the_previous_one_used(tmp_p
 def test_a_diverging_run_stops_with_a_message_and_keeps_only_what_was_finite(tmp_path, data_dir, monkeypatch):
     import rql_lite.train as train_module
 
-    real, calls = train_module.run_updates_seeds, []
+    real, calls = train_module.run_updates_runs, []
 
     def diverge_in_second_dispatch(*args):
         calls.append(1)
@@ -421,7 +421,7 @@ def test_a_diverging_run_stops_with_a_message_and_keeps_only_what_was_finite(tmp
             metrics = {**metrics, "value_loss": metrics["value_loss"] * np.nan}
         return states, metrics
 
-    monkeypatch.setattr(train_module, "run_updates_seeds", diverge_in_second_dispatch)
+    monkeypatch.setattr(train_module, "run_updates_runs", diverge_in_second_dispatch)
     out = tmp_path / "run"
     with pytest.raises(TrainingDiverged, match="value_loss became NaN.*keeps step 20.*learning_rate"):
         run(spec(out, data_dir), **QUIET)
@@ -432,7 +432,7 @@ def test_a_diverging_run_stops_with_a_message_and_keeps_only_what_was_finite(tmp
 def test_ctrl_c_during_training_in_process_keeps_the_last_complete_dispatch(tmp_path, data_dir, straight, monkeypatch):
     import rql_lite.train as train_module
 
-    real, calls = train_module.run_updates_seeds, []
+    real, calls = train_module.run_updates_runs, []
 
     def interrupt_second_dispatch(*args):
         calls.append(1)
@@ -440,11 +440,11 @@ def test_ctrl_c_during_training_in_process_keeps_the_last_complete_dispatch(tmp_
             raise KeyboardInterrupt
         return real(*args)
 
-    monkeypatch.setattr(train_module, "run_updates_seeds", interrupt_second_dispatch)
+    monkeypatch.setattr(train_module, "run_updates_runs", interrupt_second_dispatch)
     out = tmp_path / "run"
     with pytest.raises(RunInterrupted, match="interrupted at step 20 of 40.*--resume"):
         run(spec(out, data_dir), **QUIET)
-    monkeypatch.setattr(train_module, "run_updates_seeds", real)
+    monkeypatch.setattr(train_module, "run_updates_runs", real)
     run(spec(out, data_dir), resume=True, **QUIET)
     assert_same_outcome(out, straight)
 
