@@ -113,7 +113,10 @@ def spec_from_args(args):
     """The ``RunSpec`` a parsed ``train`` command line describes."""
     from rql_lite.experiment import RunSpec
 
-    return RunSpec(task=args.task, agent=args.agent, seeds=tuple(args.seeds), steps=args.steps, dataset=args.dataset,
+    if (args.task is None) == (args.tasks is None):
+        raise ValueError("give --task TASK, or --tasks TASK [TASK ...] for several tasks of one domain (not both)")
+    task = args.task if args.task is not None else tuple(args.tasks)
+    return RunSpec(task=task, agent=args.agent, seeds=tuple(args.seeds), steps=args.steps, dataset=args.dataset,
                    out=args.out, profile=args.profile, overrides=_parse_overrides(args.set),
                    eval_every=args.eval_every, eval_episodes=args.eval_episodes, save_every=args.save_every,
                    dataset_episodes=args.dataset_episodes, data_dir=args.data_dir, workers=args.workers,
@@ -122,7 +125,7 @@ def spec_from_args(args):
 
 
 def _train(args) -> int:
-    from rql_lite.experiment import RunInterrupted, run
+    from rql_lite.experiment import RunInterrupted, SegmentEnded, run
 
     spec = spec_from_args(args)
     received = {}
@@ -133,7 +136,13 @@ def _train(args) -> int:
 
     previous = signal.signal(signal.SIGTERM, stop_on_sigterm)
     try:
-        records = run(spec, resume=args.resume, progress=not args.no_progress, command=_command_line(args.argv))
+        records = run(spec, resume=args.resume, progress=not args.no_progress, command=_command_line(args.argv),
+                      max_minutes=args.max_minutes)
+    except SegmentEnded as segment:  # a planned stop, like a cluster job's time limit: not an error
+        for r in segment.records:
+            print(f"{_run_label(r)}: {r['steps']} of {r['target_steps']} steps, unfinished")
+        print(segment)
+        return 0
     except RunInterrupted as stop:
         print(stop, file=sys.stderr)
         return 128 + received.get("signal", signal.SIGINT)
@@ -144,10 +153,15 @@ def _train(args) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     for r in records:
-        print(f"seed {r['seed']}: success rate {r['final_success_rate']} after {r['steps']} steps "
+        print(f"{_run_label(r)}: success rate {r['final_success_rate']} after {r['steps']} steps "
               f"({r['wall_time_s']:.0f} s on {r['device']})")
     print(f"records in {args.out}/records/")
     return 0
+
+
+def _run_label(record: dict) -> str:
+    """``seed S`` in a one-task run, ``TASK seed S`` when the run trained several tasks."""
+    return f"{record['task']} seed {record['seed']}" if record.get("tasks_in_program") else f"seed {record['seed']}"
 
 
 def _generate(args) -> int:
@@ -169,7 +183,7 @@ def _generate(args) -> int:
 def _evaluate(args) -> int:
     from rql_lite.data import check_writable_directory
     from rql_lite.evaluate import evaluate, make_eval_env, write_video
-    from rql_lite.experiment import claim_for_reading, load_run
+    from rql_lite.experiment import claim_for_reading, load_run, runs_of
     from rql_lite.train import unstack
 
     if args.video_episodes > args.episodes:
@@ -179,16 +193,19 @@ def _evaluate(args) -> int:
         if args.video_episodes > 0:
             check_writable_directory(os.path.join(args.run, "videos"), "--run (for its videos/)")
         info, states, meta = load_run(args.run)
-        seeds = info["identity"]["seeds"]
-        env = make_eval_env(info["identity"]["task"], render=args.video_episodes > 0)
+        runs = runs_of(info)
+        several = len({task for task, _ in runs}) > 1
+        envs = {task: make_eval_env(task, render=args.video_episodes > 0) for task in dict(runs)}
         try:
-            for i, seed in enumerate(seeds):
-                result = evaluate(env, unstack(states, i), args.episodes, seed=args.seed,
+            for i, (task, seed) in enumerate(runs):
+                result = evaluate(envs[task], unstack(states, i), args.episodes, seed=args.seed,
                                   video_episodes=args.video_episodes)
-                print(f"seed {seed} (step {meta['step']}): success rate {result['success_rate']:.3f} over "
+                name = f"{task} seed {seed}" if several else f"seed {seed}"
+                print(f"{name} (step {meta['step']}): success rate {result['success_rate']:.3f} over "
                       f"{args.episodes} episodes")
                 for j, frames in enumerate(result["frames"]):
-                    path = os.path.join(args.run, "videos", f"eval-seed{seed}-episode{j}.mp4")
+                    prefix = f"eval-{task}-" if several else "eval-"
+                    path = os.path.join(args.run, "videos", f"{prefix}seed{seed}-episode{j}.mp4")
                     write_video(frames, path)
                     print(f"  video: {path}")
         except KeyboardInterrupt:
@@ -200,7 +217,7 @@ def _evaluate(args) -> int:
 def _export(args) -> int:
     from rql_lite import checkpoint
     from rql_lite.data import check_writable_directory
-    from rql_lite.experiment import claim_for_reading, load_run, read_run_info
+    from rql_lite.experiment import claim_for_reading, load_run, read_run_info, runs_of
     from rql_lite.train import unstack
 
     if os.path.isdir(args.out):
@@ -208,16 +225,25 @@ def _export(args) -> int:
                          f"{os.path.join(args.out, f'agent-seed{args.seed}.msgpack')}")
     check_writable_directory(os.path.dirname(os.path.abspath(args.out)), "export --out's folder")
     with claim_for_reading(args.run, _command_line(args.argv)):
-        seeds = read_run_info(args.run)["identity"]["seeds"]
+        runs = runs_of(read_run_info(args.run))
+        tasks = list(dict.fromkeys(task for task, _ in runs))
+        if args.task is None and len(tasks) > 1:
+            raise ValueError(f"{args.run} trained several tasks; choose one with --task ({', '.join(tasks)})")
+        task = tasks[0] if args.task is None else args.task
+        if task not in tasks:
+            raise ValueError(f"task {task} is not in {args.run} (its tasks: {', '.join(tasks)})")
+        seeds = [seed for t, seed in runs if t == task]
         if args.seed not in seeds:
             raise ValueError(f"seed {args.seed} is not in {args.run} (its seeds: {seeds})")
         info, states, meta = load_run(args.run)
-        state = unstack(states, seeds.index(args.seed))
+        state = unstack(states, runs.index((task, args.seed)))
         checkpoint.save_agent(args.out, state, {
-            "task": info["identity"]["task"], "agent": info["identity"]["agent"], "method": info.get("method"),
+            "task": task, "agent": info["identity"]["agent"], "method": info.get("method"),
             "seed": args.seed, "run_command": info.get("command"), "git_commit": info.get("git_commit"),
-            "dataset": info["dataset"]})
-    print(f"wrote {args.out}: seed {args.seed} of {args.run} at step {meta['step']}")
+            "dataset": info["dataset"]}, policy_only=args.policy_only)
+    kept = "EMA policy" if args.policy_only else "agent"
+    print(f"wrote {args.out} ({os.path.getsize(args.out) / 2**20:.1f} MiB): the {kept} of seed {args.seed} of "
+          f"{args.run} at step {meta['step']}")
     return 0
 
 
@@ -236,7 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=_bench)
 
     tr = sub.add_parser("train", help="train RQL or TFQL on an OGBench task with the paper's hyperparameters")
-    tr.add_argument("--task", required=True, help="e.g. cube-double-play-singletask-task2-v0")
+    tr.add_argument("--task", default=None, help="e.g. cube-double-play-singletask-task2-v0")
+    tr.add_argument("--tasks", nargs="+", default=None, metavar="TASK",
+                    help="several tasks of one domain (e.g. its task1 ... task5), trained as tasks x seeds agents in "
+                         "one program on one copy of the shared dataset; one record per (task, seed)")
     tr.add_argument("--agent", default="rql", choices=["rql", "tfql"])
     tr.add_argument("--seeds", type=NON_NEGATIVE, nargs="+", default=[0], help="trained side by side with vmap")
     tr.add_argument("--steps", type=COUNT, default=None, help="gradient steps (profile default: smoke 200, full 1M)")
@@ -257,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--workers", type=COUNT, default=1, help="processes for dataset generation")
     tr.add_argument("--video-episodes", type=NON_NEGATIVE, default=0,
                     help="record this many episodes per seed at the end")
+    tr.add_argument("--max-minutes", type=_positive_float, default=None,
+                    help="end cleanly before this many minutes (a segment): save, write the records as unfinished, "
+                         "exit 0 and print the command that continues (--resume)")
     tr.add_argument("--no-progress", action="store_true")
     tr.set_defaults(func=_train)
 
@@ -280,6 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("export", help="write one seed of a run as a small agent file (acting and analysis only)")
     ex.add_argument("--run", required=True, help="a train command's --out directory")
     ex.add_argument("--seed", type=NON_NEGATIVE, default=0)
+    ex.add_argument("--task", default=None, help="which task, for a run that trained several (--tasks)")
+    ex.add_argument("--policy-only", action="store_true",
+                    help="keep only the EMA policy (acting and evaluation; ~3 MB at the paper's size, not ~75 MB)")
     ex.add_argument("--out", required=True, help="e.g. results/.../agent-seed0.msgpack")
     ex.set_defaults(func=_export)
     return parser

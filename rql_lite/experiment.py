@@ -6,6 +6,14 @@ one before it kept as ``checkpoint.msgpack.prev``) and ``records/seed{S}.json`` 
 machine-readable record per seed: success curve, steps, device, git commit, wall time).
 Results tables are built only from such records.
 
+A run may cover several tasks of one domain (``--tasks``): they share one dataset, so the
+``tasks x seeds`` agents train in one vmapped program (``rql_lite.train``), and each
+(task, seed) gets its own record, ``records/{task}/seed{S}.json``.
+
+A run may also be cut into time-limited segments (``max_minutes``): it stops before the
+limit at the end of a dispatch, checkpoints, writes its records (unfinished), and the same
+command with ``--resume`` continues it, with the same parameters as one uninterrupted run.
+
 A run directory survives what a cluster or a tired user does to it:
 
 - one process at a time: a command holds an OS lock (``flock``) on ``.lock`` inside the
@@ -34,9 +42,10 @@ import numpy as np
 from rql_lite import checkpoint
 from rql_lite.agent import AGENTS, AgentConfig
 from rql_lite.configs import RUN_PROFILES, agent_config
-from rql_lite.data import check_dataset_source, check_task, check_writable_directory, from_dict, load_ogbench
+from rql_lite.data import (check_dataset_source, check_task, check_writable_directory, from_dict, from_task_dicts,
+                           load_ogbench)
 from rql_lite.provenance import device_description, git_commit, utc_now, write_json_atomic
-from rql_lite.train import TrainingInterrupted, init_states, train, unstack
+from rql_lite.train import TrainingInterrupted, init_states, run_layout, train, unstack
 
 RECORD_SCHEMA = "rql_lite-run-record-v1"
 RUN_FILE, CHECKPOINT_FILE, RECORDS_DIR = "run.json", "checkpoint.msgpack", "records"
@@ -57,6 +66,26 @@ class TrainingDiverged(ValueError):
     """A loss became NaN or infinite; nothing of the diverged state is saved."""
 
 
+def check_tasks(tasks) -> tuple[str, ...]:
+    """The task names of a run, checked: known, distinct, and all on one dataset (one domain)."""
+    from rql_lite.datagen import dataset_name_for_task
+
+    tasks = (tasks,) if isinstance(tasks, str) else tuple(tasks)
+    if not tasks:
+        raise ValueError("give a task (--task) or several tasks of one domain (--tasks)")
+    for task in tasks:
+        if not isinstance(task, str):
+            raise ValueError(f"task names are strings, got {task!r}")
+        check_task(task)
+    if len(set(tasks)) != len(tasks):
+        raise ValueError(f"--tasks must be distinct, got {list(tasks)}")
+    datasets = {task: dataset_name_for_task(task) for task in tasks}
+    if len(set(datasets.values())) > 1:
+        raise ValueError(f"--tasks must share one dataset (tasks 1-5 of one domain); these use "
+                         f"{', '.join(sorted(set(datasets.values())))}. Start one run per domain")
+    return tasks
+
+
 def _check_int(value, flag: str, minimum: int, maximum: int | None = None, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
@@ -70,7 +99,7 @@ def _check_int(value, flag: str, minimum: int, maximum: int | None = None, allow
 class RunSpec:
     """Everything that defines a run; ``None`` fields take the profile's default."""
 
-    task: str
+    task: str | tuple[str, ...]  # one task, or several of one domain (they share the dataset)
     agent: str = "rql"
     seeds: tuple[int, ...] = (0,)
     steps: int | None = None
@@ -99,7 +128,7 @@ class RunSpec:
             raise ValueError(f"unknown profile {self.profile!r}; choose one of {sorted(RUN_PROFILES)}")
         if self.agent not in AGENTS:
             raise ValueError(f"unknown agent {self.agent!r}; choose one of {list(AGENTS)}")
-        check_task(self.task)
+        tasks = check_tasks(self.task)
         defaults = RUN_PROFILES[self.profile]
         changes = {k: defaults[k] for k in defaults if getattr(self, k) is None}
         if self.dataset_episodes is None and self.profile == "full":
@@ -109,7 +138,8 @@ class RunSpec:
             _check_int(seed, "--seeds", 0, MAX_SEED)
         if not seeds or len(set(seeds)) != len(seeds):
             raise ValueError(f"--seeds must be distinct and at least one, got {list(seeds)}")
-        spec = dataclasses.replace(self, **changes, seeds=tuple(int(s) for s in seeds))
+        spec = dataclasses.replace(self, **changes, seeds=tuple(int(s) for s in seeds),
+                                   task=tasks[0] if len(tasks) == 1 else tasks)
         for name, minimum in (("steps", 1), ("eval_every", 1), ("save_every", 1), ("eval_episodes", 0),
                               ("episode_length", 1), ("workers", 1), ("video_episodes", 0)):
             _check_int(getattr(spec, name), "--" + name.replace("_", "-"), minimum)
@@ -133,9 +163,31 @@ class RunSpec:
         if "agent" in self.overrides:
             raise ValueError("--set agent: choose the agent with --agent (rql or tfql), not --set")
         try:
-            agent_config(self.task, obs_dim=1, action_dim=1, profile=self.profile, agent=self.agent, **self.overrides)
+            agent_config(self.tasks[0], obs_dim=1, action_dim=1, profile=self.profile, agent=self.agent, **self.overrides)
         except (ValueError, TypeError) as err:
             raise ValueError(f"--set: {err}") from None
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """The run's tasks (one for ``--task``)."""
+        return (self.task,) if isinstance(self.task, str) else tuple(self.task)
+
+    @property
+    def multi_task(self) -> bool:
+        return len(self.tasks) > 1
+
+    def runs(self) -> list[tuple[str, int]]:
+        """``(task, seed)`` of each agent, in the order of the stacked states (task-major)."""
+        return [(task, seed) for task in self.tasks for seed in self.seeds]
+
+    def run_name(self, task: str, seed: int) -> str:
+        """The key of one agent's curve in the checkpoint: ``"S"`` in a one-task run, ``"TASK/seedS"`` otherwise."""
+        return f"{task}/seed{seed}" if self.multi_task else str(seed)
+
+    def record_path(self, task: str, seed: int) -> str:
+        """``records/seed{S}.json`` in a one-task run, ``records/{task}/seed{S}.json`` otherwise."""
+        parts = (RECORDS_DIR, task) if self.multi_task else (RECORDS_DIR,)
+        return os.path.join(self.out, *parts, f"seed{seed}.json")
 
     def method(self) -> str:
         """The name results tables give this run's agent, e.g. ``"RQL"`` or a ``label`` like ``"BC flow"``."""
@@ -143,7 +195,8 @@ class RunSpec:
 
     def command(self) -> str:
         """The ``python -m rql_lite train ...`` command line that starts exactly this run."""
-        parts = ["python -m rql_lite train", f"--task {self.task}", f"--agent {self.agent}",
+        task_flag = f"--tasks {' '.join(self.tasks)}" if self.multi_task else f"--task {self.task}"
+        parts = ["python -m rql_lite train", task_flag, f"--agent {self.agent}",
                  "--seeds " + " ".join(str(s) for s in self.seeds), f"--steps {self.steps}",
                  f"--dataset {self.dataset}", f"--profile {self.profile}", f"--out {self.out}"]
         if self.overrides:
@@ -160,7 +213,7 @@ class RunSpec:
 
     def identity(self) -> dict:
         """What must match for two invocations to be the same run (resume allowed)."""
-        return {"task": self.task, "agent": self.agent, "seeds": list(self.seeds), "steps": self.steps,
+        return {"task": list(self.tasks) if self.multi_task else self.task, "agent": self.agent, "seeds": list(self.seeds), "steps": self.steps,
                 "dataset": self.dataset, "profile": self.profile, "overrides": dict(sorted(self.overrides.items())),
                 "dataset_episodes": self.dataset_episodes, "episode_length": self.episode_length}
 
@@ -346,14 +399,21 @@ def check_out_dir(spec: RunSpec, resume: bool) -> dict | None:
     return None
 
 
+def runs_of(info: dict) -> list[tuple[str, int]]:
+    """``(task, seed)`` of each agent of a run (``run.json``'s content), in the order of its stacked states."""
+    identity = info["identity"]
+    tasks = [identity["task"]] if isinstance(identity["task"], str) else list(identity["task"])
+    return [(str(task), int(seed)) for task in tasks for seed in identity["seeds"]]
+
+
 def load_run(run_dir: str, log=None):
     """``(run_info, states, checkpoint_metadata)`` of a run directory: its ``run.json`` and the
-    stacked states (leading axis = seed, in ``run_info["identity"]["seeds"]`` order) of its latest
-    good checkpoint (the previous one if the latest is damaged; ``log`` hears about it)."""
+    stacked states (leading axis = run, in ``runs_of(run_info)`` order: seeds for a one-task run) of
+    its latest good checkpoint (the previous one if the latest is damaged; ``log`` hears about it)."""
     info = read_run_info(run_dir)
     try:
         config = AgentConfig(**info["config"])
-        seeds = [int(s) for s in info["identity"]["seeds"]]
+        seeds = [seed for _, seed in runs_of(info)]
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{os.path.join(run_dir, RUN_FILE)} holds an invalid config or seeds ({err}); restore it "
                          f"from a copy") from None
@@ -406,26 +466,51 @@ def _signals_deferred():
 
 # --------------------------------------------------------------------------- one run
 
+def load_task_data(spec: RunSpec, progress: bool = True):
+    """``(dataset, obs_dim, action_dim, data_info)``: the training split of every task of ``spec``
+    on the device, rewards and masks ``(N,)`` for one task and ``(N, tasks)`` for several."""
+    columns, data_info, first = [], None, None
+    for task in spec.tasks:
+        _, train_data, _, info = load_ogbench(
+            task, spec.dataset, data_dir=spec.data_dir, num_episodes=spec.dataset_episodes,
+            workers=spec.workers, episode_length=spec.episode_length, progress=progress)
+        if data_info is None:
+            data_info, first = info, train_data
+            columns.append(train_data)
+        elif info["sha256"] != data_info["sha256"]:
+            raise ValueError(f"{task} loaded another dataset file than {spec.tasks[0]}; tasks of one run share one")
+        else:  # only the rewards and masks differ; keep one copy of the rest
+            columns.append({**first, "rewards": train_data["rewards"], "masks": train_data["masks"]})
+    obs_dim, action_dim = first["observations"].shape[1], first["actions"].shape[1]
+    dataset = from_dict(first) if len(columns) == 1 else from_task_dicts(columns, names=spec.tasks)
+    return dataset, obs_dim, action_dim, data_info
+
+
 def run(spec: RunSpec, resume: bool = False, progress: bool = True, log=print,
-        command: str | None = None) -> list[dict]:
-    """Train, evaluate, checkpoint and record one run. Returns the per-seed records.
+        command: str | None = None, max_minutes: float | None = None) -> list[dict]:
+    """Train, evaluate, checkpoint and record one run. Returns the records, one per (task, seed).
 
     ``command``: the command line that started this, shown to a second command that finds the
     directory busy and in the message that says how to continue (default: ``spec.command()``).
+    ``max_minutes``: end this invocation cleanly before this much wall time (counted from the
+    call, data loading included): the dispatch that would cross the limit is not started (a
+    prediction from the ones before; the first dispatch always runs, so every segment makes
+    progress), the states are saved, the records are written unfinished, and
+    ``SegmentEnded`` is raised; ``--resume`` continues.
     Raises ``RunInterrupted`` (a ``KeyboardInterrupt``) after saving when Ctrl-C stops it,
     ``RunDirectoryBusy`` at once if another process works in ``spec.out``, and ``ValueError``
     for bad input before anything is written.
     """
+    started = time.perf_counter()
     spec = spec.resolved()
+    if max_minutes is not None and not (isinstance(max_minutes, (int, float)) and math.isfinite(max_minutes)
+                                        and max_minutes > 0):
+        raise ValueError(f"--max-minutes must be a number > 0, got {max_minutes!r}")
     check_writable_directory(spec.out, "--out")
     check_not_busy(spec.out)
     check_out_dir(spec, resume)  # a first look; checked again below, once the directory is ours
-    _, train_data, _, data_info = load_ogbench(
-        spec.task, spec.dataset, data_dir=spec.data_dir, num_episodes=spec.dataset_episodes,
-        workers=spec.workers, episode_length=spec.episode_length, progress=progress)
-    obs_dim, action_dim = train_data["observations"].shape[1], train_data["actions"].shape[1]
-    config = agent_config(spec.task, obs_dim, action_dim, profile=spec.profile, agent=spec.agent, **spec.overrides)
-    dataset = from_dict(train_data)
+    dataset, obs_dim, action_dim, data_info = load_task_data(spec, progress)
+    config = agent_config(spec.tasks[0], obs_dim, action_dim, profile=spec.profile, agent=spec.agent, **spec.overrides)
     command = command or spec.command() + (" --resume" if resume else "")
     with RunDirectoryLock(spec.out, command):
         for path in remove_stale_temporaries(spec.out):
@@ -440,9 +525,20 @@ def run(spec: RunSpec, resume: bool = False, progress: bool = True, log=print,
         log(f"dataset: {data_info['source']} {data_info['num_transitions']} transitions, "
             f"sha256 {data_info['sha256'][:12]}")
         job = _Run(spec, config, data_info, command, log)
+        if max_minutes is not None:
+            job.deadline = started + 60.0 * max_minutes
         if existing is None:
             write_json_atomic(os.path.join(spec.out, RUN_FILE), job.run_info)
         return job.run_to_completion(dataset, resume=existing is not None, progress=progress)
+
+
+class SegmentEnded(Exception):
+    """A run stopped before its ``max_minutes`` limit after saving; ``records`` are unfinished and the
+    message says how to continue."""
+
+    def __init__(self, message: str, records: list[dict]):
+        super().__init__(message)
+        self.records = records
 
 
 class _Run:
@@ -456,11 +552,13 @@ class _Run:
                          "spec": dataclasses.asdict(spec), "command": spec.command(), "method": spec.method(),
                          "git_commit": self.commit, "created": utc_now()}
         self.ckpt_path = os.path.join(spec.out, CHECKPOINT_FILE)
-        self.curves = {s: [] for s in spec.seeds}  # seed -> [{"step", "success_rate", "episodes", "wall_time_s"}]
+        # (task, seed) -> [{"step", "success_rate", "episodes", "wall_time_s"}]
+        self.curves = {run: [] for run in spec.runs()}
         self.wall_before, self.started = 0.0, time.perf_counter()
         self.saved_step = None  # the step the checkpoint on disk holds
         self.latest = None  # the last complete states seen, saved if Ctrl-C arrives during evaluation
-        self.eval_env = None
+        self.eval_envs = {}  # task -> its evaluation env
+        self.deadline = None  # time.perf_counter() value this invocation must end before (max_minutes)
 
     def wall(self) -> float:
         return self.wall_before + time.perf_counter() - self.started
@@ -473,25 +571,33 @@ class _Run:
         """Checkpoint ``states`` with the curves so far, then the records (which never run ahead of it)."""
         with _signals_deferred():
             checkpoint.save(self.ckpt_path, states, {**self.expected(), "step": step, "wall_time_s": self.wall(),
-                                                     "curves": {str(s): c for s, c in self.curves.items()}})
+                                                     "curves": {spec_name: self.curves[run] for run, spec_name
+                                                                in self.curve_names().items()}})
             self.saved_step = step
             self.write_records(step)
 
+    def curve_names(self) -> dict:
+        """(task, seed) -> its key in the checkpoint's curves."""
+        return {(task, seed): self.spec.run_name(task, seed) for task, seed in self.spec.runs()}
+
     def write_records(self, step: int) -> list[dict]:
         spec, records = self.spec, []
-        for seed in spec.seeds:
-            curve = self.curves[seed]
+        for task, seed in spec.runs():
+            curve = self.curves[(task, seed)]
             record = {
-                "schema": RECORD_SCHEMA, "task": spec.task, "agent": spec.agent, "method": spec.method(),
+                "schema": RECORD_SCHEMA, "task": task, "agent": spec.agent, "method": spec.method(),
                 "seed": seed, "steps": step,
                 "target_steps": spec.steps, "finished": step == spec.steps and self.evaluated_at(step),
                 "profile": spec.profile,
                 "config": config_dict(self.config), "dataset": self.data_info, "eval_episodes": spec.eval_episodes,
                 "success_curve": curve, "final_success_rate": curve[-1]["success_rate"] if curve else None,
                 "git_commit": self.commit, "device": device_description(), "wall_time_s": round(self.wall(), 2),
-                "num_seeds_in_run": len(spec.seeds), "command": self.run_info["command"], "updated": utc_now(),
+                "num_seeds_in_run": len(spec.seeds), "runs_in_program": len(spec.runs()),
+                "command": self.run_info["command"], "updated": utc_now(),
             }
-            write_json_atomic(os.path.join(spec.out, RECORDS_DIR, f"seed{seed}.json"), record)
+            if spec.multi_task:
+                record["tasks_in_program"] = list(spec.tasks)
+            write_json_atomic(spec.record_path(task, seed), record)
             records.append(record)
         return records
 
@@ -508,7 +614,8 @@ class _Run:
             # Set it aside, or the next save would rotate it over the good previous one.
             os.replace(self.ckpt_path, self.ckpt_path + ".damaged")
             self.log(f"moved the damaged checkpoint to {self.ckpt_path}.damaged; resuming from {used}")
-        self.curves = {int(s): c for s, c in meta["curves"].items()}
+        by_name = {name: run for run, name in self.curve_names().items()}
+        self.curves = {by_name[name]: c for name, c in meta["curves"].items()}
         self.wall_before, self.started = float(meta["wall_time_s"]), time.perf_counter()
         self.saved_step = int(meta["step"])
         self.log(f"resumed from step {self.saved_step}")
@@ -519,16 +626,17 @@ class _Run:
         return self.spec.eval_episodes == 0 or all(c and c[-1]["step"] == step for c in self.curves.values())
 
     def evaluate_at(self, states, step: int) -> float:
-        """Evaluate every seed at ``step``; the curves grow only once all seeds are done."""
+        """Evaluate every (task, seed) at ``step``; the curves grow only once all runs are done."""
         from rql_lite.evaluate import evaluate
 
         points = {}
-        for i, seed in enumerate(self.spec.seeds):
-            result = evaluate(self.eval_env, unstack(states, i), self.spec.eval_episodes, seed=1000 * seed + step,
-                              max_steps=self.spec.max_eval_steps)
-            points[seed] = {"step": step, "success_rate": result["success_rate"], "episodes": self.spec.eval_episodes}
-        for seed, point in points.items():
-            self.curves[seed].append({**point, "wall_time_s": round(self.wall(), 2)})
+        for i, (task, seed) in enumerate(self.spec.runs()):
+            result = evaluate(self.eval_envs[task], unstack(states, i), self.spec.eval_episodes,
+                              seed=1000 * seed + step, max_steps=self.spec.max_eval_steps)
+            points[(task, seed)] = {"step": step, "success_rate": result["success_rate"],
+                                    "episodes": self.spec.eval_episodes}
+        for run, point in points.items():
+            self.curves[run].append({**point, "wall_time_s": round(self.wall(), 2)})
         return float(np.mean([p["success_rate"] for p in points.values()]))
 
     def milestone(self, states, step: int) -> dict | None:
@@ -560,10 +668,11 @@ class _Run:
         from rql_lite.evaluate import make_eval_env
 
         spec = self.spec
-        states, _ = init_states(self.config, spec.seeds)
+        run_tasks, run_seeds = run_layout(len(spec.tasks), spec.seeds)
+        states, _ = init_states(self.config, run_seeds)
         if resume:
             states = self.resume_from_checkpoint(states)
-        self.eval_env = make_eval_env(spec.task, render=spec.video_episodes > 0)
+        self.eval_envs = {task: make_eval_env(task, render=spec.video_episodes > 0) for task in spec.tasks}
         start_step = int(np.asarray(states.step)[0])
         self.latest = states
 
@@ -577,12 +686,22 @@ class _Run:
                 # and make the records say exactly what the checkpoint holds.
                 self.milestone(states, start_step)
                 self.write_records(self.saved_step)
-            states, history = train(self.config, dataset, spec.seeds, num_steps=spec.steps - start_step, states=states,
+            what = spec.task if not spec.multi_task else f"{len(spec.tasks)} tasks"
+            states, history = train(self.config, dataset, run_seeds, num_steps=spec.steps - start_step, states=states,
                                     steps_per_dispatch=min(1000, spec.eval_every, spec.save_every), callback=callback,
                                     callback_every=math.gcd(spec.eval_every, spec.save_every), progress=progress,
-                                    desc=f"{spec.agent} {spec.task}")
+                                    desc=f"{spec.agent} {what}", task_index=run_tasks, deadline=self.deadline)
+            reached = int(np.asarray(states.step)[0])
             if history:
-                self.check_finite({k: v for k, v in history[-1].items() if k not in ("step", "wall_s")}, spec.steps)
+                self.check_finite({k: v for k, v in history[-1].items() if k not in ("step", "wall_s")}, reached)
+            if reached < spec.steps:  # the time limit: save where training stopped, say how to go on
+                self.latest = states
+                if self.saved_step != reached:
+                    self.save(states, reached)
+                records = self.write_records(reached)
+                raise SegmentEnded(f"stopped at step {reached} of {spec.steps} to end before the time limit "
+                                   f"(--max-minutes); saved in {self.ckpt_path}. Continue with: {self.continue_with}",
+                                   records)
             self.milestone(states, spec.steps)  # the last step, whatever the intervals
         except TrainingInterrupted as stop:
             self.stop(stop.states)
@@ -614,11 +733,12 @@ class _Run:
     def record_videos(self, states) -> None:
         from rql_lite.evaluate import evaluate, write_video
 
-        for i, seed in enumerate(self.spec.seeds):
-            result = evaluate(self.eval_env, unstack(states, i), self.spec.video_episodes, seed=seed,
+        for i, (task, seed) in enumerate(self.spec.runs()):
+            result = evaluate(self.eval_envs[task], unstack(states, i), self.spec.video_episodes, seed=seed,
                               video_episodes=self.spec.video_episodes, max_steps=self.spec.max_eval_steps)
+            prefix = f"{task}-" if self.spec.multi_task else ""
             for j, frames in enumerate(result["frames"]):
-                write_video(frames, os.path.join(self.spec.out, "videos", f"seed{seed}-episode{j}.mp4"))
+                write_video(frames, os.path.join(self.spec.out, "videos", f"{prefix}seed{seed}-episode{j}.mp4"))
 
 
 def _leaves(states):

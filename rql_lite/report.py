@@ -90,6 +90,8 @@ class Record:
 
     @classmethod
     def from_file(cls, path: str) -> "Record":
+        from rql_lite.agent import complete_config_dict  # an older record's config: fields added since at their defaults
+
         try:
             with open(path) as f:
                 raw = json.load(f)
@@ -103,7 +105,7 @@ class Record:
                 path=path, task=raw["task"], method=raw.get("method") or raw["agent"].upper(), agent=raw["agent"],
                 seed=int(raw["seed"]), steps=int(raw["steps"]), target_steps=int(raw["target_steps"]),
                 finished=bool(raw["finished"]), success_rate=raw["final_success_rate"],
-                eval_episodes=int(raw["eval_episodes"]), config=raw["config"],
+                eval_episodes=int(raw["eval_episodes"]), config=complete_config_dict(raw["config"]),
                 dataset_source=raw["dataset"]["source"], device=raw["device"], command=raw["command"],
                 git_commit=raw.get("git_commit"), wall_time_s=float(raw["wall_time_s"]),
                 success_curve=tuple((int(p["step"]), float(p["success_rate"])) for p in raw["success_curve"]),
@@ -115,7 +117,7 @@ class Record:
 def find_records(root: str | None = None) -> list[Record]:
     """Every record under ``root`` (default ``default_results_dir()``): ``**/records/seed*.json``."""
     root = default_results_dir() if root is None else root
-    paths = sorted(glob.glob(os.path.join(root, "**", "records", "seed*.json"), recursive=True))
+    paths = sorted(glob.glob(os.path.join(root, "**", "records", "**", "seed*.json"), recursive=True))
     return [Record.from_file(p) for p in paths]
 
 

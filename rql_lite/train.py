@@ -127,7 +127,7 @@ def train(
     progress: bool = True,
     desc: str = "train",
     task_index: Sequence[int] | None = None,
-    stop_after_s: float | None = None,
+    deadline: float | None = None,
 ) -> tuple[TrainState, list[dict]]:
     """Train ``len(seeds)`` agents (runs) in one vmapped program for ``num_steps`` updates each.
 
@@ -142,9 +142,11 @@ def train(
       callback: ``callback(step, states, metrics)`` every ``callback_every`` steps (evaluation,
         checkpoints); a dict it returns is shown in the progress bar.
       progress: show a tqdm bar with steps/s and losses.
-      stop_after_s: stop early, after the dispatch (and callback) during which this many seconds
-        of wall time have passed; the caller sees it from the returned states' step. A time limit
-        that cuts a run into segments: checkpoint at the step reached, resume from it.
+      deadline: a ``time.perf_counter()`` value to end before. A dispatch is not started if the
+        time per update and the longest callback so far predict that it, its callback and one more
+        callback (the caller's final save) would pass it; the first dispatch always runs, so every
+        call makes progress. The caller sees an early stop from the returned states' step. This is
+        how a run is cut into time-limited segments: save at the step reached, resume from it.
 
     Returns:
       ``(states, history)``; history has one dict per dispatch: ``step``, ``wall_s`` and each
@@ -177,10 +179,16 @@ def train(
         bar = tqdm(total=num_steps, desc=desc, unit="step", dynamic_ncols=True)
     history, extra = [], {}
     step, t0 = start, time.perf_counter()
+    seconds_per_update, longest_callback = None, 0.0
     while step < stop:
         # Land exactly on callback steps so evaluation happens where it is asked for.
         n = min(steps_per_dispatch, stop - step, callback_every - step % callback_every)
         tick = time.perf_counter()
+        if deadline is not None and seconds_per_update is not None:
+            ends_on_callback = callback is not None and (step + n) % callback_every == 0
+            predicted = tick + seconds_per_update * n + longest_callback * (1 + ends_on_callback)
+            if predicted > deadline:
+                break
         new_states = None
         try:
             new_states, metrics = run_updates_runs(states, dataset, run_keys, tasks, n)
@@ -195,16 +203,18 @@ def train(
         step += n
         dt = time.perf_counter() - tick
         history.append({"step": step, "wall_s": time.perf_counter() - t0, **metrics})
+        # The first dispatch holds the compilation: it over-predicts, which errs on the safe side.
+        seconds_per_update = dt / n if seconds_per_update is None else min(seconds_per_update, dt / n)
         if callback is not None and step % callback_every == 0:
+            called = time.perf_counter()
             extra = callback(step, states, metrics) or extra
+            longest_callback = max(longest_callback, time.perf_counter() - called)
         if bar is not None:
             bar.update(n)
             bar.set_postfix(
                 {"steps/s": f"{n / dt:.1f}", "V": f"{metrics['value_loss'].mean():.3g}",
                  "pi": f"{metrics['policy_loss'].mean():.3g}", "bc": f"{metrics['bc_loss'].mean():.3g}", **extra}
             )
-        if stop_after_s is not None and time.perf_counter() - t0 >= stop_after_s:
-            break
     if bar is not None:
         bar.close()
     return states, history

@@ -74,6 +74,22 @@ def test_an_exported_agent_acts_exactly_like_the_state_it_came_from(tmp_path):
         checkpoint.load_agent(str(tmp_path / "bad.msgpack"))
 
 
+def test_a_policy_only_agent_acts_like_its_state_and_is_much_smaller(tmp_path):
+    from rql_lite.agent import AgentConfig, act, init_state
+
+    config = AgentConfig(obs_dim=3, action_dim=2, horizon=2, policy_hidden=(16,), value_hidden=(16, 16), num_values=4)
+    state = init_state(config, jax.random.PRNGKey(4))
+    state = state.replace(ema_policy_params=jax.tree_util.tree_map(lambda x: x - 0.2, state.ema_policy_params))
+    full, small = str(tmp_path / "agent.msgpack"), str(tmp_path / "policy.msgpack")
+    checkpoint.save_agent(full, state, {"task": "t"})
+    checkpoint.save_agent(small, state, {"task": "t"}, policy_only=True)
+    assert os.path.getsize(small) < 0.25 * os.path.getsize(full)
+    loaded, meta = checkpoint.load_agent(small)
+    assert meta["policy_only"] and loaded.value_params is None
+    obs = np.ones((4, 3), np.float32)
+    np.testing.assert_array_equal(act(loaded, obs, jax.random.PRNGKey(0)), act(state, obs, jax.random.PRNGKey(0)))
+
+
 def test_every_flipped_bit_and_every_truncation_is_refused_by_name(tmp_path):
     states, _ = init_states(CFG, [0, 1])
     path = tmp_path / "ckpt.msgpack"

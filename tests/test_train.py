@@ -148,7 +148,14 @@ def test_tasks_must_share_their_dataset_and_columns_must_exist():
         train(CFG, both, seeds=[0], task_index=[2], num_steps=1, progress=False)
 
 
-def test_a_time_limit_stops_after_the_dispatch_that_passes_it():
+def test_a_deadline_stops_before_the_dispatch_that_would_pass_it():
+    import time
+
+    # A deadline already passed: the first dispatch always runs (progress), the second is not started.
     states, history = train(CFG, toy_dataset(), seeds=[0], num_steps=100, steps_per_dispatch=10, progress=False,
-                            stop_after_s=0.0)
+                            deadline=time.perf_counter())
     assert int(states.step[0]) == 10 and len(history) == 1
+    # A far deadline changes nothing.
+    states, history = train(CFG, toy_dataset(), seeds=[0], num_steps=30, steps_per_dispatch=10, progress=False,
+                            deadline=time.perf_counter() + 3600)
+    assert int(states.step[0]) == 30

@@ -1,0 +1,106 @@
+"""Runs over several tasks in one program, and runs cut into time-limited segments.
+
+Same tiny run as the run-directory tests (two seeds, 16-unit networks, 40 steps, a two-episode
+generated dataset). A run stopped by ``--max-minutes`` and resumed must end with the records and
+(bitwise, on CPU) the parameters of an uninterrupted one; a (task, seed) trained beside other tasks
+must get what it would get alone (to float32 rounding: the program batches more runs).
+"""
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+from test_experiment import TASK, spec
+from test_run_dir import QUIET, assert_one_line_error, assert_same_outcome, cli, data_dir, straight, straight_dir  # noqa: F401
+from test_run_dir import train_argv
+
+from rql_lite import report
+from rql_lite.experiment import SegmentEnded, load_run, run, runs_of
+
+TASK1 = TASK.replace("task2", "task1")
+
+
+def test_a_run_in_time_limited_segments_ends_as_an_uninterrupted_one(tmp_path, capsys, data_dir, straight):
+    out = tmp_path / "run"
+    # A limit shorter than one dispatch: each command makes one dispatch of progress, then stops.
+    code, _ = cli(capsys, *train_argv(out, data_dir, "--max-minutes", "0.0001"))
+    assert code == 0
+    first = json.loads((out / "records" / "seed0.json").read_text())
+    assert first["steps"] == 20 and not first["finished"] and first["target_steps"] == 40
+    segments = 1
+    while not json.loads((out / "records" / "seed0.json").read_text())["finished"]:
+        code, err = cli(capsys, *train_argv(out, data_dir, "--max-minutes", "0.0001", "--resume"))
+        assert code == 0, err
+        segments += 1
+        assert segments < 5
+    assert segments == 2
+    assert_same_outcome(out, straight)
+
+
+def test_the_segment_message_says_how_to_continue(tmp_path, capsys, data_dir):
+    out = tmp_path / "run"
+    with pytest.raises(SegmentEnded, match=r"stopped at step 20 of 40 .*--max-minutes.*Continue with: .*--resume") as stop:
+        run(spec(out, data_dir), max_minutes=1e-6, command="python -m rql_lite train ... --max-minutes 1e-06", **QUIET)
+    assert [r["steps"] for r in stop.value.records] == [20, 20]
+    assert not any(r["finished"] for r in stop.value.records)
+    # The CLI prints it on stdout and exits 0, like a job that ended on its time limit.
+    code = cli(capsys, *train_argv(out, data_dir, "--max-minutes", "0.0001", "--resume"))[0]
+    assert code == 0
+
+
+def test_tasks_of_one_domain_train_in_one_program_and_each_gets_its_record(tmp_path, capsys, data_dir, straight):
+    out = tmp_path / "two-tasks"
+    records = run(spec(out, data_dir, task=(TASK1, TASK)), **QUIET)
+    assert [(r["task"], r["seed"]) for r in records] == [(TASK1, 0), (TASK1, 1), (TASK, 0), (TASK, 1)]
+    for task in (TASK1, TASK):
+        for seed in (0, 1):
+            on_disk = json.loads((out / "records" / task / f"seed{seed}.json").read_text())
+            assert on_disk["task"] == task and on_disk["finished"] and on_disk["runs_in_program"] == 4
+            assert on_disk["tasks_in_program"] == [TASK1, TASK]
+            assert [p["step"] for p in on_disk["success_curve"]] == [20, 40]
+    # Results tables find every (task, seed) record.
+    found = {(r.task, r.seed) for r in report.find_records(str(tmp_path))}
+    assert found == {(TASK1, 0), (TASK1, 1), (TASK, 0), (TASK, 1)}
+
+    info, states, meta = load_run(str(out))
+    assert runs_of(info) == [(TASK1, 0), (TASK1, 1), (TASK, 0), (TASK, 1)] and meta["step"] == 40
+    _, alone_leaves, _ = straight  # task 2, seeds 0 and 1, trained alone
+    leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(states)]
+    for mine, theirs in zip(leaves, alone_leaves):
+        if mine.ndim == 0 or mine.shape[0] != 4:
+            continue
+        np.testing.assert_allclose(mine[2:], theirs, rtol=1e-4, atol=1e-5)
+    # On this two-episode dataset no task is ever solved, so both tasks' rewards are -1 everywhere
+    # and task 1's agents equal task 2's with the same seed (tests/test_train.py checks that distinct
+    # reward columns reach their runs).
+    for m in leaves:
+        if m.ndim > 0 and m.shape[0] == 4:
+            np.testing.assert_allclose(m[:2], m[2:], rtol=1e-4, atol=1e-5)
+
+    # Export needs to know which task; with it, it writes that agent.
+    code, err = cli(capsys, "export", "--run", str(out), "--seed", "1", "--out", str(tmp_path / "a.msgpack"))
+    assert_one_line_error(code, err, "trained several tasks", "--task", TASK1)
+    code, err = cli(capsys, "export", "--run", str(out), "--seed", "1", "--task", TASK1, "--out",
+                    str(tmp_path / "a.msgpack"))
+    assert code == 0, err
+    assert (tmp_path / "a.msgpack").is_file()
+
+
+@pytest.mark.parametrize("argv, needles", [
+    (["--tasks", TASK1, "cube-double-play-singletask-task1-v0"], ["share one dataset", "cube-single-play-v0",
+                                                                 "cube-double-play-v0"]),
+    (["--tasks", TASK, TASK], ["distinct"]),
+    (["--tasks", TASK, "cube-single-play-singletask-task9-v0"], ["unknown task"]),
+    (["--task", TASK, "--tasks", TASK1], ["--task TASK, or --tasks"]),
+    (["--tasks", TASK1, TASK, "--max-minutes", "0"], ["--max-minutes", "> 0"]),
+])
+def test_bad_task_lists_and_limits_are_one_line_before_anything_is_written(tmp_path, capsys, argv, needles):
+    out = tmp_path / "run"
+    base = ["train", "--steps", "10", "--out", str(out), "--data-dir", str(tmp_path / "data"), "--no-progress"]
+    code, err = cli(capsys, *base, *argv)
+    assert code == 2
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    for needle in needles:
+        assert needle in err, err
+    assert not out.exists() and not (tmp_path / "data").exists()
