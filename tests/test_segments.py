@@ -104,3 +104,26 @@ def test_bad_task_lists_and_limits_are_one_line_before_anything_is_written(tmp_p
     for needle in needles:
         assert needle in err, err
     assert not out.exists() and not (tmp_path / "data").exists()
+
+
+def test_a_multi_task_run_in_segments_ends_bitwise_as_one_uninterrupted_run(tmp_path, data_dir):
+    straight_out, cut_out = tmp_path / "straight", tmp_path / "cut"
+    run(spec(straight_out, data_dir, task=(TASK1, TASK), seeds=(3,)), **QUIET)
+    segments, resume = 0, False
+    while True:
+        segments += 1
+        try:
+            run(spec(cut_out, data_dir, task=(TASK1, TASK), seeds=(3,)), resume=resume, max_minutes=1e-6, **QUIET)
+            break
+        except SegmentEnded:
+            resume = True
+    assert segments == 2
+    _, a, meta_a = load_run(str(straight_out))
+    _, b, meta_b = load_run(str(cut_out))
+    assert meta_a["step"] == meta_b["step"] == 40
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    for task in (TASK1, TASK):
+        ra, rb = (json.loads((out / "records" / task / "seed3.json").read_text()) for out in (straight_out, cut_out))
+        assert [p["success_rate"] for p in ra["success_curve"]] == [p["success_rate"] for p in rb["success_curve"]]
+        assert ra["finished"] and rb["finished"]
