@@ -3,7 +3,9 @@
 ``evaluate`` queries the policy once every ``h`` steps and executes the whole action
 chunk open-loop, as the authors' release does; an episode ends at ``terminated or
 truncated`` (OGBench's time limit) or after ``max_steps``. Success is OGBench's
-``info["success"]`` at the episode's last step.
+``info["success"]`` at the episode's last step. ``evaluate_many`` gives the same results for
+many agents (stacked runs) at once: all their episodes in lockstep, one policy call per chunk
+for all of them, the envs in worker processes (``rql_lite.env_workers``).
 
 Rendering (videos only) needs an OpenGL backend. Headless Linux uses EGL: on a CPU
 machine Mesa's software rasteriser (Debian/Ubuntu packages ``libegl1 libegl-mesa0
@@ -18,19 +20,24 @@ the ``imageio-ffmpeg`` package ships (a dependency of ``rql_lite[ogbench]``);
 """
 from __future__ import annotations
 
+import functools
+import math
 import os
 import platform
 import sys
+import time
 import uuid
+from types import SimpleNamespace
 from typing import Any, Sequence
 
 if platform.system() == "Linux" and "mujoco" not in sys.modules:
     os.environ.setdefault("MUJOCO_GL", "egl")  # read once, when mujoco is first imported
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from rql_lite.agent import TrainState, act
+from rql_lite.agent import AgentConfig, TrainState, act, sample_actions
 from rql_lite.provenance import silence_float32_bounds_warning
 
 silence_float32_bounds_warning()  # OGBench's envs repeat it at every reset; see the docstring
@@ -219,6 +226,277 @@ def evaluate(env, state: TrainState, num_episodes: int, seed: int = 0, video_epi
         "episode_lengths": lengths,
         "frames": videos,
     }
+
+
+# --------------------------------------------------------------------------- many agents at once
+
+ENV_MEMORY_BYTES = 150 * 2**20  # one OGBench manipulation env: measured 60-170 MB (MuJoCo models, meshes)
+WORKER_MEMORY_BYTES = 600 * 2**20  # one worker process with OGBench and MuJoCo imported (~0.55 GB measured)
+MAX_ENVS_PER_WORKER = 64
+MIN_ENVS_PER_WORKER = 4  # for the default number of workers (see eval_pool)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 6))
+def _policy_chunks(config: AgentConfig, params, obs: jax.Array, base_keys: jax.Array, episodes: jax.Array,
+                   chunk_index: jax.Array, exact: bool) -> jax.Array:
+    """Action chunks of every slot: ``(R, B, obs_dim) -> (R, B, h, d)``, in one call.
+
+    ``params``: the runs' stacked EMA policy parameters (leading axis R); ``base_keys (R, 2)``:
+    ``PRNGKey(seed)`` of each run; ``episodes (R, B)``: each slot's episode number. Each slot
+    draws its noise as ``act`` draws it for a batch of one, from
+    ``fold_in(fold_in(PRNGKey(seed), episode), chunk_index)``, and integrates a batch of one.
+    ``exact``: run the slots of a run one after another (``lax.map``) so that every matrix
+    product has the shapes of ``act``'s and rounds the same (bitwise equal to ``evaluate`` on
+    CPU); otherwise as one vmapped batch, which rounds some products differently in the last bit.
+    """
+    def one(p, o, key):  # exactly act's computation for one observation
+        return sample_actions(config, p, o[None], key)[0]
+
+    def run(p, obs_r, base_key, episodes_r):
+        keys = jax.vmap(lambda e: jax.random.fold_in(jax.random.fold_in(base_key, e), chunk_index))(episodes_r)
+        if exact:
+            return jax.lax.map(lambda a: one(p, a[0], a[1]), (obs_r, keys))
+        return jax.vmap(one, in_axes=(None, 0, 0))(p, obs_r, keys)
+
+    return jax.vmap(run)(params, obs, base_keys, episodes)
+
+
+def _available_memory() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def default_max_envs(workers: int) -> int:
+    """How many envs ``evaluate_many`` keeps at once by default: half the available memory at
+    ``ENV_MEMORY_BYTES`` per env (after ``WORKER_MEMORY_BYTES`` per worker), at most
+    ``MAX_ENVS_PER_WORKER`` per worker, at least 1."""
+    cap = MAX_ENVS_PER_WORKER * max(1, workers)
+    memory = _available_memory()
+    if memory:
+        cap = min(cap, (memory // 2 - max(0, workers) * WORKER_MEMORY_BYTES) // ENV_MEMORY_BYTES)
+    return max(1, int(cap))
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _check_workers_and_max_envs(workers, max_envs) -> None:
+    if workers is not None and (not _is_int(workers) or workers < 0):
+        raise ValueError(f"workers must be None (one per CPU core) or an integer >= 0, got {workers!r}")
+    if max_envs is not None and (not _is_int(max_envs) or max_envs < 1):
+        raise ValueError(f"max_envs must be None (memory-based) or an integer >= 1, got {max_envs!r}")
+
+
+def eval_pool(tasks: Sequence[str], num_episodes: int, workers: int | None = None, max_envs: int | None = None):
+    """Start the envs (and worker processes) that ``evaluate_many(tasks, ..., pool=...)`` steps.
+
+    ``evaluate_many`` makes and closes one itself by default. Make one yourself to reuse it
+    across evaluations of the same runs (a training run evaluates every ``eval_every``
+    steps): building an OGBench env takes ~0.5 s of CPU and ~0.1-0.2 GB, about as long as
+    running a 500-step episode in it. The pool holds ``R * B`` envs, ``B`` of each run's task,
+    with ``B = min(num_episodes, max_envs // R)`` (at least 1); ``workers`` and ``max_envs``
+    as in ``evaluate_many``. Close it when done: ``with eval_pool(...) as pool: ...``.
+    Raises ``ValueError`` naming the first task whose env cannot be made.
+    """
+    from rql_lite.env_workers import EnvPool, TaskError
+
+    if isinstance(tasks, str):
+        raise ValueError(f"tasks must be a list of task names (one per run), got the string {tasks!r}; "
+                         f"for one task and R runs pass [{tasks!r}] * R")
+    tasks = list(tasks)
+    for r, task in enumerate(tasks):
+        if not isinstance(task, str) or not task:
+            raise ValueError(f"tasks[{r}] must be a task name (str), got {task!r}")
+    if not tasks:
+        raise ValueError("tasks is empty; give one task per run")
+    if not _is_int(num_episodes) or num_episodes < 1:
+        raise ValueError(f"num_episodes must be an integer >= 1, got {num_episodes!r}")
+    _check_workers_and_max_envs(workers, max_envs)
+    wanted = (os.cpu_count() or 1) if workers is None else int(workers)
+    limit = default_max_envs(wanted) if max_envs is None else int(max_envs)
+    per_wave = max(1, min(int(num_episodes), limit // len(tasks)))  # B
+    slots = len(tasks) * per_wave
+    # By default a worker gets at least MIN_ENVS_PER_WORKER envs: starting one (a fresh interpreter
+    # importing OGBench and MuJoCo) costs ~2-3 s, as much as building ~4 envs; below that, this process.
+    count = min(wanted, slots // MIN_ENVS_PER_WORKER) if workers is None else min(wanted, slots)
+    pool = EnvPool([task for task in tasks for _ in range(per_wave)], count)
+    pool.tasks, pool.per_wave = tasks, per_wave  # slot s holds run s // B's task
+    tic = time.perf_counter()
+    try:
+        pool.specs = pool.start()
+    except TaskError as err:
+        pool.close()
+        r = tasks.index(err.task)
+        raise ValueError(f"tasks[{r}] = {err.task!r} is not a task whose env can be made ({err.message}); give an "
+                         "OGBench task name such as 'cube-double-play-singletask-task1-v0'") from None
+    except BaseException:
+        pool.close()
+        raise
+    pool.startup_s = time.perf_counter() - tic
+    return pool
+
+
+def evaluate_many(tasks: Sequence[str], states: TrainState, num_episodes: int, seeds: Sequence[int],
+                  max_steps: int | None = None, workers: int | None = None, *, max_envs: int | None = None,
+                  exact: bool = True, pool=None, timings: dict | None = None) -> list[dict[str, Any]]:
+    """Roll out R agents' EMA policies for ``num_episodes`` episodes each, all at once.
+
+    Result ``r`` equals ``evaluate(make_eval_env(tasks[r]), unstack(states, r), num_episodes,
+    seed=seeds[r], max_steps=max_steps)`` (without ``frames``): the same reset seeds
+    (``episode_seed``), the same policy noise, the same open-loop chunks and end conditions.
+
+    The episodes run in *waves*: a wave holds ``B`` episodes of every run (``R * B`` envs) and
+    steps them in lockstep: one jitted policy call per chunk gives every slot its next chunk
+    (finished episodes are computed and ignored), then the env workers run the chunks. ``B`` is
+    ``num_episodes`` unless ``max_envs`` is smaller than ``R * num_episodes``: OGBench's
+    manipulation envs take ~0.1-0.2 GB and ~0.5 s each to build, so 20 runs x 50 episodes
+    cannot all be held at once. Envs are reused from wave to wave (``evaluate`` reuses one env
+    too; a reset with a seed starts the same episode either way).
+
+    Args:
+      tasks: R OGBench task names, one per run (runs may be on different tasks of one domain;
+        gymnasium's ``"module:EnvId-v0"`` form also works).
+      states: stacked ``TrainState`` (leading axis R), as ``rql_lite.train.train`` returns.
+      num_episodes: episodes per run (>= 0).
+      seeds: R evaluation seeds: the ``seed`` that ``evaluate`` would get for each run.
+      max_steps: cap on steps per episode (``None``: the env's own time limit).
+      workers: env processes (default ``os.cpu_count()``, but at most one per
+        ``MIN_ENVS_PER_WORKER`` envs); at most one per env; 0 or 1 steps the envs in this
+        process. Workers are started ("spawn") for this call and import gymnasium/OGBench
+        only, never JAX; they are shut down before this returns or raises.
+      max_envs: envs held at once (default ``default_max_envs(workers)``, memory-based); the
+        results do not depend on it.
+      exact: per-episode policy products, bitwise equal to ``evaluate``'s on CPU (see
+        ``_policy_chunks``); ``False``: one vmapped batch, faster on accelerators, which rounds
+        some actions differently in the last bit, so chaotic contact dynamics can later make an
+        episode end differently (the statistics are the same).
+      pool: envs from ``eval_pool(tasks, ...)`` to use (and leave open) instead of making and
+        closing them here; ``workers`` and ``max_envs`` are then the pool's.
+      timings: a dict to fill with where the time went: ``startup_s`` (workers and envs),
+        ``policy_s`` and ``policy_calls`` (the first call, which compiles, is also in
+        ``first_policy_call_s``), ``env_s`` (resets and chunk steps, waiting for the workers),
+        ``waves``, ``episodes_per_wave``, ``envs``, ``workers`` (0: in this process),
+        ``worker_info`` (pid and whether JAX was imported, per worker).
+
+    Returns a list of R dicts with ``success_rate``, ``successes``, ``returns``,
+    ``episode_lengths`` (lists of ``num_episodes`` entries), as ``evaluate`` returns them.
+    """
+    if isinstance(tasks, str):
+        raise ValueError(f"tasks must be a list of task names (one per run), got the string {tasks!r}; "
+                         f"for one task and R runs pass [{tasks!r}] * R")
+    if _is_int(seeds) or isinstance(seeds, (str, bool)):
+        raise ValueError(f"seeds must be a list of integers (one per run), got {seeds!r}")
+    tasks, seeds = list(tasks), list(seeds)
+    if not _is_int(num_episodes) or num_episodes < 0:
+        raise ValueError(f"num_episodes must be an integer >= 0, got {num_episodes!r}")
+    if max_steps is not None and (not _is_int(max_steps) or max_steps < 1):
+        raise ValueError(f"max_steps must be None or an integer >= 1, got {max_steps!r}")
+    _check_workers_and_max_envs(workers, max_envs)
+    if np.ndim(states.step) != 1:
+        raise ValueError(f"states must be stacked runs with a leading run axis (as rql_lite.train.train returns), but "
+                         f"step has shape {np.shape(states.step)}; for one agent use evaluate(env, state, ...), or "
+                         "stack it: jax.tree_util.tree_map(lambda x: x[None], state)")
+    runs = int(np.shape(states.step)[0])
+    if len(tasks) != runs or len(seeds) != runs:
+        raise ValueError(f"states holds {runs} runs but tasks has {len(tasks)} and seeds {len(seeds)} entries; "
+                         "give one task and one seed per run, in the runs' order")
+    for r, task in enumerate(tasks):
+        if not isinstance(task, str) or not task:
+            raise ValueError(f"tasks[{r}] must be a task name (str), got {task!r}")
+    for r, seed in enumerate(seeds):
+        if not _is_int(seed):
+            raise ValueError(f"seeds[{r}] must be an integer, got {seed!r}")
+    if pool is not None and (getattr(pool, "tasks", None) != tasks or not getattr(pool, "specs", None)):
+        raise ValueError(f"pool holds envs for tasks {getattr(pool, 'tasks', None)} (or was closed), not for "
+                         f"{tasks}; make one with eval_pool(tasks, num_episodes)")
+    episodes = int(num_episodes)
+    if runs == 0 or episodes == 0:  # nothing to run: no env is made (evaluate would still check the dims)
+        return [{"success_rate": 0.0, "successes": [], "returns": [], "episode_lengths": []} for _ in range(runs)]
+
+    own = pool is None
+    if own:
+        pool = eval_pool(tasks, episodes, workers, max_envs)
+    try:
+        return _evaluate_in_pool(pool, tasks, states, episodes, seeds, max_steps, bool(exact), own, timings)
+    finally:
+        if own:
+            pool.close()
+
+
+def _evaluate_in_pool(pool, tasks, states, episodes, seeds, max_steps, exact, own, timings) -> list[dict[str, Any]]:
+    """``evaluate_many``'s loop over waves and chunks, once its arguments are checked."""
+    cfg, runs, per_wave = states.config, len(tasks), pool.per_wave
+    for r in range(runs):
+        spec = pool.specs[r * per_wave]
+        stub = SimpleNamespace(observation_space=SimpleNamespace(shape=spec["obs_shape"]),
+                               action_space=SimpleNamespace(shape=spec["action_shape"]),
+                               spec=SimpleNamespace(id=spec["name"]))
+        try:
+            _check_dims(stub, states)
+        except ValueError as err:
+            raise ValueError(f"tasks[{r}]: {err}") from None
+    waves, slots = math.ceil(episodes / per_wave), runs * per_wave
+    base_keys = jnp.stack([jax.random.PRNGKey(int(s)) for s in seeds])  # as evaluate makes them
+    params, h, d = states.ema_policy_params, cfg.horizon, cfg.action_dim
+    out = [{"successes": [0] * episodes, "returns": [0.0] * episodes, "episode_lengths": [0] * episodes}
+           for _ in range(runs)]
+    clock = {"startup_s": pool.startup_s if own else 0.0, "policy_s": 0.0, "policy_calls": 0,
+             "first_policy_call_s": None, "env_s": 0.0}
+
+    for wave in range(waves):
+        numbers = wave * per_wave + np.arange(per_wave)  # episode number of each slot of a run
+        valid = np.tile(numbers < episodes, runs)  # (slots,): the last wave may be partly idle
+        reset_seeds = [episode_seed(seeds[s // per_wave], int(numbers[s % per_wave])) if valid[s] else None
+                       for s in range(slots)]
+        tic = time.perf_counter()
+        obs = pool.reset(reset_seeds, None if max_steps is None else int(max_steps))
+        clock["env_s"] += time.perf_counter() - tic
+        if obs.shape != (slots, cfg.obs_dim):
+            raise ValueError(f"env.reset returned observations of shape {obs.shape[1:]} but the agent expects "
+                             f"obs_dim={cfg.obs_dim}: the agent was trained for another task")
+        episode_numbers = jnp.asarray(np.broadcast_to(np.minimum(numbers, episodes - 1), (runs, per_wave)), jnp.int32)
+        done, steps, chunk_index = ~valid, [0] * slots, 0
+        while not done.all():
+            tic = time.perf_counter()
+            chunks = np.asarray(_policy_chunks(
+                cfg, params, jnp.asarray(obs.reshape(runs, per_wave, cfg.obs_dim), jnp.float32), base_keys,
+                episode_numbers, jnp.int32(chunk_index), exact)).reshape(slots, h, d)
+            spent = time.perf_counter() - tic
+            clock["policy_s"] += spent
+            clock["policy_calls"] += 1
+            if clock["first_policy_call_s"] is None:
+                clock["first_policy_call_s"] = spent
+            chunk_index += 1
+            bad = ~done & ~np.isfinite(chunks).all(axis=(1, 2))
+            if bad.any():
+                s = int(np.flatnonzero(bad)[0])
+                r, e = s // per_wave, int(numbers[s % per_wave])
+                raise FloatingPointError(
+                    f"the policy of run {r} (task {tasks[r]}) produced non-finite actions at step {steps[s]} of "
+                    f"episode {e}; its EMA policy parameters hold NaN/inf (training diverged?)")
+            tic = time.perf_counter()
+            result = pool.step(chunks)
+            clock["env_s"] += time.perf_counter() - tic
+            obs, done, steps = result["obs"], result["done"] | ~valid, result["steps"]
+        for s in np.flatnonzero(valid):
+            r, e = s // per_wave, int(numbers[s % per_wave])
+            out[r]["successes"][e] = int(result["successes"][s])
+            out[r]["returns"][e] = float(result["totals"][s])
+            out[r]["episode_lengths"][e] = int(result["steps"][s])
+    if timings is not None:
+        timings.update(clock, waves=waves, episodes_per_wave=per_wave, envs=slots,
+                       workers=pool.num_workers if pool.num_workers > 1 else 0, worker_info=list(pool.worker_info))
+    return [{"success_rate": float(np.mean(o["successes"])), **o} for o in out]
 
 
 # --------------------------------------------------------------------------- videos
