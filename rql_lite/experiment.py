@@ -557,8 +557,9 @@ class _Run:
         self.wall_before, self.started = 0.0, time.perf_counter()
         self.saved_step = None  # the step the checkpoint on disk holds
         self.latest = None  # the last complete states seen, saved if Ctrl-C arrives during evaluation
-        self.eval_envs = {}  # task -> its evaluation env
+        self.eval_pool = None  # the evaluation envs and their worker processes, made at the first evaluation
         self.deadline = None  # time.perf_counter() value this invocation must end before (max_minutes)
+        self.longest_milestone = 0.0  # seconds of the longest evaluation + save so far, kept in the checkpoint
 
     def wall(self) -> float:
         return self.wall_before + time.perf_counter() - self.started
@@ -571,6 +572,7 @@ class _Run:
         """Checkpoint ``states`` with the curves so far, then the records (which never run ahead of it)."""
         with _signals_deferred():
             checkpoint.save(self.ckpt_path, states, {**self.expected(), "step": step, "wall_time_s": self.wall(),
+                                                     "longest_milestone_s": round(self.longest_milestone, 3),
                                                      "curves": {spec_name: self.curves[run] for run, spec_name
                                                                 in self.curve_names().items()}})
             self.saved_step = step
@@ -617,6 +619,7 @@ class _Run:
         by_name = {name: run for run, name in self.curve_names().items()}
         self.curves = {by_name[name]: c for name, c in meta["curves"].items()}
         self.wall_before, self.started = float(meta["wall_time_s"]), time.perf_counter()
+        self.longest_milestone = float(meta.get("longest_milestone_s", 0.0))
         self.saved_step = int(meta["step"])
         self.log(f"resumed from step {self.saved_step}")
         return states
@@ -626,15 +629,18 @@ class _Run:
         return self.spec.eval_episodes == 0 or all(c and c[-1]["step"] == step for c in self.curves.values())
 
     def evaluate_at(self, states, step: int) -> float:
-        """Evaluate every (task, seed) at ``step``; the curves grow only once all runs are done."""
-        from rql_lite.evaluate import evaluate
+        """Evaluate every (task, seed) at ``step`` in one ``evaluate_many`` call (all episodes in
+        lockstep, one policy call per chunk); the curves grow only once all runs are done."""
+        from rql_lite.evaluate import eval_pool, evaluate_many
 
-        points = {}
-        for i, (task, seed) in enumerate(self.spec.runs()):
-            result = evaluate(self.eval_envs[task], unstack(states, i), self.spec.eval_episodes,
-                              seed=1000 * seed + step, max_steps=self.spec.max_eval_steps)
-            points[(task, seed)] = {"step": step, "success_rate": result["success_rate"],
-                                    "episodes": self.spec.eval_episodes}
+        runs = self.spec.runs()
+        tasks = [task for task, _ in runs]
+        if self.eval_pool is None:  # built once per command: an OGBench env takes ~0.5 s to make
+            self.eval_pool = eval_pool(tasks, self.spec.eval_episodes)
+        results = evaluate_many(tasks, states, self.spec.eval_episodes, [1000 * seed + step for _, seed in runs],
+                                max_steps=self.spec.max_eval_steps, pool=self.eval_pool)
+        points = {run: {"step": step, "success_rate": result["success_rate"], "episodes": self.spec.eval_episodes}
+                  for run, result in zip(runs, results)}
         for run, point in points.items():
             self.curves[run].append({**point, "wall_time_s": round(self.wall(), 2)})
         return float(np.mean([p["success_rate"] for p in points.values()]))
@@ -665,20 +671,28 @@ class _Run:
     def run_to_completion(self, dataset, resume: bool, progress: bool) -> list[dict]:
         """Train from the checkpoint (or from scratch) to ``spec.steps``, evaluating and saving on
         the way; record videos at the end. Ctrl-C anywhere saves the last complete states."""
-        from rql_lite.evaluate import make_eval_env
+        try:
+            return self._run_to_completion(dataset, resume, progress)
+        finally:
+            if self.eval_pool is not None:
+                self.eval_pool.close()
+                self.eval_pool = None
 
+    def _run_to_completion(self, dataset, resume: bool, progress: bool) -> list[dict]:
         spec = self.spec
         run_tasks, run_seeds = run_layout(len(spec.tasks), spec.seeds)
         states, _ = init_states(self.config, run_seeds)
         if resume:
             states = self.resume_from_checkpoint(states)
-        self.eval_envs = {task: make_eval_env(task, render=spec.video_episodes > 0) for task in spec.tasks}
         start_step = int(np.asarray(states.step)[0])
         self.latest = states
 
         def callback(step, states, metrics):
             self.check_finite(metrics, step)
-            return self.milestone(states, step)
+            tick = time.perf_counter()
+            shown = self.milestone(states, step)
+            self.longest_milestone = max(self.longest_milestone, time.perf_counter() - tick)
+            return shown
 
         try:
             if self.saved_step is not None:
@@ -690,7 +704,8 @@ class _Run:
             states, history = train(self.config, dataset, run_seeds, num_steps=spec.steps - start_step, states=states,
                                     steps_per_dispatch=min(1000, spec.eval_every, spec.save_every), callback=callback,
                                     callback_every=math.gcd(spec.eval_every, spec.save_every), progress=progress,
-                                    desc=f"{spec.agent} {what}", task_index=run_tasks, deadline=self.deadline)
+                                    desc=f"{spec.agent} {what}", task_index=run_tasks, deadline=self.deadline,
+                                    callback_estimate_s=self.longest_milestone)
             reached = int(np.asarray(states.step)[0])
             if history:
                 self.check_finite({k: v for k, v in history[-1].items() if k not in ("step", "wall_s")}, reached)
@@ -731,10 +746,11 @@ class _Run:
                              f"Continue with: {self.continue_with}")
 
     def record_videos(self, states) -> None:
-        from rql_lite.evaluate import evaluate, write_video
+        from rql_lite.evaluate import evaluate, make_eval_env, write_video
 
+        envs = {task: make_eval_env(task, render=True) for task in self.spec.tasks}
         for i, (task, seed) in enumerate(self.spec.runs()):
-            result = evaluate(self.eval_envs[task], unstack(states, i), self.spec.video_episodes, seed=seed,
+            result = evaluate(envs[task], unstack(states, i), self.spec.video_episodes, seed=seed,
                               video_episodes=self.spec.video_episodes, max_steps=self.spec.max_eval_steps)
             prefix = f"{task}-" if self.spec.multi_task else ""
             for j, frames in enumerate(result["frames"]):

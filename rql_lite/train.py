@@ -128,6 +128,7 @@ def train(
     desc: str = "train",
     task_index: Sequence[int] | None = None,
     deadline: float | None = None,
+    callback_estimate_s: float = 0.0,
 ) -> tuple[TrainState, list[dict]]:
     """Train ``len(seeds)`` agents (runs) in one vmapped program for ``num_steps`` updates each.
 
@@ -147,6 +148,8 @@ def train(
         callback (the caller's final save) would pass it; the first dispatch always runs, so every
         call makes progress. The caller sees an early stop from the returned states' step. This is
         how a run is cut into time-limited segments: save at the step reached, resume from it.
+      callback_estimate_s: the longest callback expected before one has been timed (e.g. an
+        evaluation timed in an earlier segment), so that the first one is planned for too.
 
     Returns:
       ``(states, history)``; history has one dict per dispatch: ``step``, ``wall_s`` and each
@@ -179,7 +182,7 @@ def train(
         bar = tqdm(total=num_steps, desc=desc, unit="step", dynamic_ncols=True)
     history, extra = [], {}
     step, t0 = start, time.perf_counter()
-    seconds_per_update, longest_callback = None, 0.0
+    seconds_per_update, longest_callback = None, float(callback_estimate_s)
     while step < stop:
         # Land exactly on callback steps so evaluation happens where it is asked for.
         n = min(steps_per_dispatch, stop - step, callback_every - step % callback_every)

@@ -162,17 +162,17 @@ elif hook == "run.json":  # half-way through writing run.json
         return real_json(path, payload)
 
     experiment.write_json_atomic = write_json
-elif hook.startswith("evaluate"):  # inside evaluation call number N
+elif hook.startswith("evaluate"):  # inside evaluation call number N (all runs of one step at once)
     import rql_lite.evaluate as evaluate_module
-    real_evaluate, calls, stop_at = evaluate_module.evaluate, [], int(hook.split(":")[1])
+    real_evaluate, calls, stop_at = evaluate_module.evaluate_many, [], int(hook.split(":")[1])
 
-    def evaluate(*args, **kwargs):
+    def evaluate_many(*args, **kwargs):
         calls.append(1)
         if len(calls) == stop_at:
             stall()
         return real_evaluate(*args, **kwargs)
 
-    evaluate_module.evaluate = evaluate
+    evaluate_module.evaluate_many = evaluate_many
 elif hook == "locked":  # stop right after taking the run directory's lock
     real_lock = experiment.RunDirectoryLock.__init__
 
@@ -244,10 +244,10 @@ def test_kill_9_while_run_json_is_written_does_not_get_the_directory_stuck(tmp_p
     assert LOCK_FILE not in os.listdir(out)  # released at the end
 
 
-@pytest.mark.parametrize("sig, evaluation, step", [(signal.SIGINT, 2, 20), (signal.SIGTERM, 3, 40)])
+@pytest.mark.parametrize("sig, evaluation, step", [(signal.SIGINT, 1, 20), (signal.SIGTERM, 2, 40)])
 def test_ctrl_c_or_sigterm_during_an_evaluation_saves_and_says_how_to_continue(tmp_path, capsys, data_dir, straight,
                                                                               compile_cache, sig, evaluation, step):
-    """Evaluation 2 is seed 1 at step 20; evaluation 3 is seed 0 at the last step (40). Saving only
+    """Evaluation 1 is step 20 (both seeds in one evaluate_many call); evaluation 2 is the last step (40). Saving only
     every 40 steps: the interruption at 20 must still keep those 20 steps."""
     out = tmp_path / "run"
     argv = train_argv(out, data_dir)

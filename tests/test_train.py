@@ -155,6 +155,11 @@ def test_a_deadline_stops_before_the_dispatch_that_would_pass_it():
     states, history = train(CFG, toy_dataset(), seeds=[0], num_steps=100, steps_per_dispatch=10, progress=False,
                             deadline=time.perf_counter())
     assert int(states.step[0]) == 10 and len(history) == 1
+    # An evaluation known (from an earlier segment) to take longer than the time left: stop before it.
+    states, _ = train(CFG, toy_dataset(), seeds=[0], num_steps=100, steps_per_dispatch=10, progress=False,
+                      callback=lambda *_: None, callback_every=10, deadline=time.perf_counter() + 60,
+                      callback_estimate_s=120.0)
+    assert int(states.step[0]) == 10
     # A far deadline changes nothing.
     states, history = train(CFG, toy_dataset(), seeds=[0], num_steps=30, steps_per_dispatch=10, progress=False,
                             deadline=time.perf_counter() + 3600)
