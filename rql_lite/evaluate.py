@@ -348,7 +348,7 @@ def eval_pool(tasks: Sequence[str], num_episodes: int, workers: int | None = Non
 
 def evaluate_many(tasks: Sequence[str], states: TrainState, num_episodes: int, seeds: Sequence[int],
                   max_steps: int | None = None, workers: int | None = None, *, max_envs: int | None = None,
-                  exact: bool = True, pool=None, timings: dict | None = None) -> list[dict[str, Any]]:
+                  exact: bool | None = None, pool=None, timings: dict | None = None) -> list[dict[str, Any]]:
     """Roll out R agents' EMA policies for ``num_episodes`` episodes each, all at once.
 
     Result ``r`` equals ``evaluate(make_eval_env(tasks[r]), unstack(states, r), num_episodes,
@@ -376,7 +376,8 @@ def evaluate_many(tasks: Sequence[str], states: TrainState, num_episodes: int, s
         only, never JAX; they are shut down before this returns or raises.
       max_envs: envs held at once (default ``default_max_envs(workers)``, memory-based); the
         results do not depend on it.
-      exact: per-episode policy products, bitwise equal to ``evaluate``'s on CPU (see
+      exact: default ``True`` on CPU and ``False`` on an accelerator, where the per-episode loop would
+        cost one small kernel per layer, flow step and episode. ``True``: per-episode policy products, bitwise equal to ``evaluate``'s on CPU (see
         ``_policy_chunks``); ``False``: one vmapped batch, faster on accelerators, which rounds
         some actions differently in the last bit, so chaotic contact dynamics can later make an
         episode end differently (the statistics are the same).
@@ -427,6 +428,8 @@ def evaluate_many(tasks: Sequence[str], states: TrainState, num_episodes: int, s
     if own:
         pool = eval_pool(tasks, episodes, workers, max_envs)
     try:
+        if exact is None:
+            exact = jax.default_backend() == "cpu"
         return _evaluate_in_pool(pool, tasks, states, episodes, seeds, max_steps, bool(exact), own, timings)
     finally:
         if own:
