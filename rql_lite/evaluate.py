@@ -376,9 +376,9 @@ def evaluate_many(tasks: Sequence[str], states: TrainState, num_episodes: int, s
         only, never JAX; they are shut down before this returns or raises.
       max_envs: envs held at once (default ``default_max_envs(workers)``, memory-based); the
         results do not depend on it.
-      exact: default ``True`` on CPU and ``False`` on an accelerator, where the per-episode loop would
-        cost one small kernel per layer, flow step and episode. ``True``: per-episode policy products, bitwise equal to ``evaluate``'s on CPU (see
-        ``_policy_chunks``); ``False``: one vmapped batch, faster on accelerators, which rounds
+      exact: default ``True`` on CPU and ``False`` on an accelerator, where the per-episode loop
+        would cost one small kernel per layer, flow step and episode. ``True``: per-episode policy
+        products, bitwise equal to ``evaluate``'s on CPU (see ``_policy_chunks``); ``False``: one vmapped batch, faster on accelerators, which rounds
         some actions differently in the last bit, so chaotic contact dynamics can later make an
         episode end differently (the statistics are the same).
       pool: envs from ``eval_pool(tasks, ...)`` to use (and leave open) instead of making and
