@@ -21,7 +21,7 @@ import optax
 
 from rql_lite import losses
 from rql_lite.flow import euler, interpolate, reverse_to_flow_times, velocity_regression_loss
-from rql_lite.networks import ValueEnsemble, VelocityField
+from rql_lite.networks import MATMUL_PRECISIONS, ValueEnsemble, VelocityField
 
 AGENTS = ("rql", "tfql")
 POLICY_LOSSES = ("release", "paper")
@@ -51,6 +51,13 @@ class AgentConfig:
     agent: str = "rql"  # "rql" (multi-step target) or "tfql" (one-step along flow steps)
     policy_loss: str = "release"  # "release": interpolants; "paper": reversed points
     flow_time_mode: str = "mixed"  # "mixed" (release) or "grid" (paper)
+    # How the networks' matrix products are computed (``networks.dense_options``): "default" (XLA's
+    # default for float32), "float32", "tensorfloat32" or "bfloat16" (bfloat16 operands, float32
+    # accumulation and parameters). The default stays "default" because it is what the authors'
+    # release ran with: it sets no precision anywhere, so its float32 products ran at XLA's default,
+    # which on NVIDIA Ampere and later GPUs is TF32 and on CPU float32. A config without this field
+    # (an older run or checkpoint) loads as "default", which is what it ran with.
+    matmul_precision: str = "default"
 
     def __post_init__(self):
         object.__setattr__(self, "policy_hidden", tuple(int(w) for w in self.policy_hidden))
@@ -84,6 +91,9 @@ class AgentConfig:
         for name, allowed in (("agent", AGENTS), ("policy_loss", POLICY_LOSSES), ("flow_time_mode", FLOW_TIME_MODES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.matmul_precision not in MATMUL_PRECISIONS:
+            raise ValueError(f"matmul_precision must be one of {MATMUL_PRECISIONS} ('default': XLA's default, what the "
+                             f"authors' release ran with), got {self.matmul_precision!r}")
         if any(w < 1 for w in self.policy_hidden + self.value_hidden):
             raise ValueError("hidden layer widths must be >= 1")
 
@@ -96,12 +106,25 @@ class AgentConfig:
         return dataclasses.replace(self, **changes)
 
 
+def complete_config_dict(config: dict) -> dict:
+    """A stored config (run.json, checkpoint, record) with each ``AgentConfig`` field it lacks set to
+    its default, in ``experiment.config_dict``'s form. A file written before a field existed ran with
+    that field's default (e.g. ``matmul_precision="default"``), so compare configs through this."""
+    out = dict(config)
+    for field in dataclasses.fields(AgentConfig):
+        if field.name not in out and field.default is not dataclasses.MISSING:
+            out[field.name] = list(field.default) if isinstance(field.default, tuple) else field.default
+    return out
+
+
 def policy_net(config: AgentConfig) -> VelocityField:
-    return VelocityField(action_dim=config.chunk_dim, hidden_dims=config.policy_hidden)
+    return VelocityField(action_dim=config.chunk_dim, hidden_dims=config.policy_hidden,
+                         matmul_precision=config.matmul_precision)
 
 
 def value_net(config: AgentConfig) -> ValueEnsemble:
-    return ValueEnsemble(num_heads=config.num_values, hidden_dims=config.value_hidden, layer_norm=config.value_layer_norm)
+    return ValueEnsemble(num_heads=config.num_values, hidden_dims=config.value_hidden, layer_norm=config.value_layer_norm,
+                         matmul_precision=config.matmul_precision)
 
 
 def optimizer(config: AgentConfig) -> optax.GradientTransformation:
