@@ -380,10 +380,18 @@ def check_out_dir(spec: RunSpec, resume: bool) -> dict | None:
     if os.path.isfile(os.path.join(spec.out, RUN_FILE)):
         existing = read_run_info(spec.out)
         theirs = existing.get("identity", {})
-        if theirs != json.loads(json.dumps(spec.identity())):
-            diff = sorted(k for k in set(theirs) | set(spec.identity()) if theirs.get(k) != spec.identity().get(k))
-            raise ValueError(f"{spec.out} holds another run's results (it differs in {', '.join(diff)}); "
-                             f"choose another --out")
+        mine = json.loads(json.dumps(spec.identity()))  # as run.json stores it (tuples become lists)
+        if theirs != mine:
+            diff = sorted(k for k in set(theirs) | set(mine) if theirs.get(k) != mine.get(k))
+            detail = "; ".join(f"{k}: {json.dumps(theirs.get(k))} there, {json.dumps(mine.get(k))} here" for k in diff)
+            raise ValueError(f"{spec.out} holds another run's results (it differs in {detail}); choose another --out")
+        # Not part of what the run is, but of what its records mean: a resumed run must evaluate as before.
+        stored = existing.get("spec", {})
+        for name in ("eval_episodes", "max_eval_steps"):
+            if name in stored and stored[name] != getattr(spec, name) and resume:
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(f"{spec.out} evaluates with {flag} {stored[name]}; resume it with the same value "
+                                 f"(got {getattr(spec, name)}), or start a new --out")
         if not resume:
             raise ValueError(f"{spec.out} already holds this run; pass --resume to continue it, or choose another "
                              f"--out")
@@ -620,6 +628,8 @@ class _Run:
         self.curves = {by_name[name]: c for name, c in meta["curves"].items()}
         self.wall_before, self.started = float(meta["wall_time_s"]), time.perf_counter()
         self.longest_milestone = float(meta.get("longest_milestone_s", 0.0))
+        if self.saved_step == self.spec.steps and self.evaluated_at(self.saved_step):
+            self.log(f"{self.spec.out} is already finished ({self.saved_step} steps): nothing to train")
         self.saved_step = int(meta["step"])
         self.log(f"resumed from step {self.saved_step}")
         return states

@@ -127,3 +127,32 @@ def test_a_multi_task_run_in_segments_ends_bitwise_as_one_uninterrupted_run(tmp_
         ra, rb = (json.loads((out / "records" / task / "seed3.json").read_text()) for out in (straight_out, cut_out))
         assert [p["success_rate"] for p in ra["success_curve"]] == [p["success_rate"] for p in rb["success_curve"]]
         assert ra["finished"] and rb["finished"]
+
+
+def test_a_resume_that_changes_the_run_or_its_evaluation_is_refused_by_name(capsys, data_dir, straight_dir):
+    # Only the steps differ: the message names them with both values, and nothing else.
+    code, err = cli(capsys, *train_argv(straight_dir, data_dir, "--steps", "60", "--resume"))
+    assert_one_line_error(code, err, "differs in steps: 40 there, 60 here")
+    assert "overrides" not in err
+    # The records' success rates were measured with 1 episode of at most 20 steps: a resume must keep that.
+    code, err = cli(capsys, *train_argv(straight_dir, data_dir, "--eval-episodes", "5", "--resume"))
+    assert_one_line_error(code, err, "--eval-episodes 1", "got 5")
+    code, err = cli(capsys, *train_argv(straight_dir, data_dir, "--max-eval-steps", "30", "--resume"))
+    assert_one_line_error(code, err, "--max-eval-steps 20", "got 30")
+
+
+def test_export_keeps_an_existing_file_unless_told_and_evaluate_picks_a_task(tmp_path, capsys, data_dir):
+    out = tmp_path / "run"
+    run(spec(out, data_dir, task=(TASK1, TASK), seeds=(0,), steps=20), **QUIET)
+    agent = tmp_path / "agent.msgpack"
+    assert cli(capsys, "export", "--run", str(out), "--task", TASK, "--out", str(agent))[0] == 0
+    before = agent.read_bytes()
+    code, err = cli(capsys, "export", "--run", str(out), "--task", TASK1, "--out", str(agent))
+    assert_one_line_error(code, err, "exists", "--overwrite")
+    assert agent.read_bytes() == before
+    assert cli(capsys, "export", "--run", str(out), "--task", TASK1, "--out", str(agent), "--overwrite")[0] == 0
+    from rql_lite.__main__ import main
+
+    assert main(["evaluate", "--run", str(out), "--task", TASK1, "--episodes", "1", "--max-steps", "5"]) == 0
+    printed = capsys.readouterr().out
+    assert TASK1 in printed and TASK not in printed.replace(TASK1, "")
