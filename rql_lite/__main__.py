@@ -56,7 +56,9 @@ def _bench(args) -> int:
     from rql_lite.bench import format_report, run_bench
 
     payload, path = run_bench(args.configs, num_seeds=args.seeds, updates_per_dispatch=args.updates_per_dispatch,
-                              min_seconds=args.min_seconds, out_dir=args.out)
+                              min_seconds=args.min_seconds, out_dir=args.out, runs=args.runs,
+                              sweep_seconds=args.sweep_seconds, sweep_updates_per_dispatch=args.sweep_updates_per_dispatch,
+                              rounds=args.rounds, precision=args.precision, log=print)
     print(format_report(payload))
     print(f"wrote {path}")
     return 0
@@ -113,8 +115,10 @@ def spec_from_args(args):
     """The ``RunSpec`` a parsed ``train`` command line describes."""
     from rql_lite.experiment import RunSpec
 
-    if (args.task is None) == (args.tasks is None):
-        raise ValueError("give --task TASK, or --tasks TASK [TASK ...] for several tasks of one domain (not both)")
+    if args.task is None and args.tasks is None:
+        raise ValueError("give --task TASK, or --tasks TASK [TASK ...] for several tasks of one domain")
+    if args.task is not None and args.tasks is not None:
+        raise ValueError("give --task TASK or --tasks TASK [TASK ...], not both")
     task = args.task if args.task is not None else tuple(args.tasks)
     return RunSpec(task=task, agent=args.agent, seeds=tuple(args.seeds), steps=args.steps, dataset=args.dataset,
                    out=args.out, profile=args.profile, overrides=_parse_overrides(args.set),
@@ -194,12 +198,16 @@ def _evaluate(args) -> int:
             check_writable_directory(os.path.join(args.run, "videos"), "--run (for its videos/)")
         info, states, meta = load_run(args.run)
         runs = runs_of(info)
-        several = len({task for task, _ in runs}) > 1
-        envs = {task: make_eval_env(task, render=args.video_episodes > 0) for task in dict(runs)}
+        tasks = list(dict.fromkeys(task for task, _ in runs))
+        if args.task is not None and args.task not in tasks:
+            raise ValueError(f"task {args.task} is not in {args.run} (its tasks: {', '.join(tasks)})")
+        several = len(tasks) > 1
+        chosen = [(i, task, seed) for i, (task, seed) in enumerate(runs) if args.task in (None, task)]
+        envs = {task: make_eval_env(task, render=args.video_episodes > 0) for _, task, _ in chosen}
         try:
-            for i, (task, seed) in enumerate(runs):
+            for i, task, seed in chosen:
                 result = evaluate(envs[task], unstack(states, i), args.episodes, seed=args.seed,
-                                  video_episodes=args.video_episodes)
+                                  video_episodes=args.video_episodes, max_steps=args.max_steps)
                 name = f"{task} seed {seed}" if several else f"seed {seed}"
                 print(f"{name} (step {meta['step']}): success rate {result['success_rate']:.3f} over "
                       f"{args.episodes} episodes")
@@ -223,6 +231,8 @@ def _export(args) -> int:
     if os.path.isdir(args.out):
         raise ValueError(f"export --out {args.out} is a directory; give a file path, e.g. "
                          f"{os.path.join(args.out, f'agent-seed{args.seed}.msgpack')}")
+    if os.path.exists(args.out) and not args.overwrite:
+        raise ValueError(f"export --out {args.out} exists; choose another path, or pass --overwrite to replace it")
     check_writable_directory(os.path.dirname(os.path.abspath(args.out)), "export --out's folder")
     with claim_for_reading(args.run, _command_line(args.argv)):
         runs = runs_of(read_run_info(args.run))
@@ -242,8 +252,8 @@ def _export(args) -> int:
             "seed": args.seed, "run_command": info.get("command"), "git_commit": info.get("git_commit"),
             "dataset": info["dataset"]}, policy_only=args.policy_only)
     kept = "EMA policy" if args.policy_only else "agent"
-    print(f"wrote {args.out} ({os.path.getsize(args.out) / 2**20:.1f} MiB): the {kept} of seed {args.seed} of "
-          f"{args.run} at step {meta['step']}")
+    print(f"wrote {args.out} ({os.path.getsize(args.out) / 2**20:.2f} MiB): the {kept} of {task} seed {args.seed} "
+          f"of {args.run} at step {meta['step']}")
     return 0
 
 
@@ -258,6 +268,18 @@ def build_parser() -> argparse.ArgumentParser:
                        help="updates per lax.scan call (default: 10 on CPU for paper, 200 for smoke, 1000 on GPU)")
     bench.add_argument("--min-seconds", type=_positive_float, default=10.0,
                        help="time each measurement for at least this long")
+    bench.add_argument("--runs", type=COUNT, nargs="*", default=None, metavar="R",
+                       help="runs in one program for the runs sweep (tasks x seeds, aggregate updates/s, projections); "
+                            "default 1 2 4 8 16 20, on CPU 1 2 4 for paper; --runs with no value skips the sweep")
+    bench.add_argument("--sweep-seconds", type=_positive_float, default=10.0,
+                       help="timed seconds per R in the sweep (and per precision), split over --rounds")
+    bench.add_argument("--sweep-updates-per-dispatch", type=COUNT, default=None,
+                       help="updates per run per dispatch in the sweep (default: on CPU 8 for paper, 100 for smoke; 200 on GPU)")
+    bench.add_argument("--rounds", type=COUNT, default=3,
+                       help="interleaved timing rounds in the sweep (median kept: a shared machine's load varies)")
+    bench.add_argument("--precision", action="store_true",
+                       help="also measure matmul_precision bfloat16 against default: cost at each config and "
+                            "learning on the chapter-5 toy (3 seeds x 4000 updates each)")
     bench.add_argument("--out", default="results/bench", help="directory for the JSON record")
     bench.set_defaults(func=_bench)
 
@@ -269,26 +291,31 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--agent", default="rql", choices=["rql", "tfql"])
     tr.add_argument("--seeds", type=NON_NEGATIVE, nargs="+", default=[0], help="trained side by side with vmap")
     tr.add_argument("--steps", type=COUNT, default=None, help="gradient steps (profile default: smoke 200, full 1M)")
-    tr.add_argument("--dataset", default="generated", help="official | generated | path/to/NAME.npz")
+    tr.add_argument("--dataset", default="generated", help="official | generated | path/to/NAME.npz (default: %(default)s)")
     tr.add_argument("--out", required=True, help="run directory: run.json, checkpoint, records/")
-    tr.add_argument("--profile", default="smoke", choices=["smoke", "full"])
+    tr.add_argument("--profile", default="smoke", choices=["smoke", "full"],
+                    help="smoke: tiny networks and steps, the CPU check; full: the paper's (default: %(default)s)")
     tr.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
     tr.add_argument("--set", nargs="*", metavar="NAME=VALUE", help="override hyperparameters, e.g. alpha=3 expectile=0.7")
-    tr.add_argument("--eval-every", type=COUNT, default=None)
-    tr.add_argument("--eval-episodes", type=NON_NEGATIVE, default=None)
-    tr.add_argument("--save-every", type=COUNT, default=None)
+    tr.add_argument("--eval-every", type=COUNT, default=None, help="evaluate every this many steps (profile default)")
+    tr.add_argument("--eval-episodes", type=NON_NEGATIVE, default=None,
+                    help="episodes per (task, seed) at each evaluation (profile default: smoke 2, full 50)")
+    tr.add_argument("--save-every", type=COUNT, default=None, help="checkpoint every this many steps (profile default)")
     tr.add_argument("--dataset-episodes", type=COUNT, default=None, help="episodes to generate (default: profile)")
     tr.add_argument("--episode-length", type=COUNT, default=None, help="steps per generated episode (default: profile)")
     tr.add_argument("--max-eval-steps", type=COUNT, default=None,
                     help="cap on evaluation episode length (default: env's)")
     tr.add_argument("--label", default=None, help="the method's name in results tables (default: the agent, e.g. RQL)")
-    tr.add_argument("--data-dir", default="~/.rql_lite/datasets")
+    tr.add_argument("--data-dir", default="~/.rql_lite/datasets",
+                    help="where datasets are downloaded or generated (default: %(default)s)")
     tr.add_argument("--workers", type=COUNT, default=1, help="processes for dataset generation")
     tr.add_argument("--video-episodes", type=NON_NEGATIVE, default=0,
                     help="record this many episodes per seed at the end")
     tr.add_argument("--max-minutes", type=_positive_float, default=None,
                     help="end cleanly before this many minutes (a segment): save, write the records as unfinished, "
-                         "exit 0 and print the command that continues (--resume)")
+                         "exit 0 and print the command that continues (--resume). The clock starts once Python "
+                         "has imported the library, and the first dispatch of every command always runs (so each "
+                         "makes progress): leave a margin of a minute or so to a hard time limit")
     tr.add_argument("--no-progress", action="store_true")
     tr.set_defaults(func=_train)
 
@@ -304,15 +331,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="evaluate a trained run's EMA policy; optionally record videos")
     ev.add_argument("--run", required=True, help="a train command's --out directory")
-    ev.add_argument("--episodes", type=COUNT, default=50)
-    ev.add_argument("--seed", type=NON_NEGATIVE, default=0)
+    ev.add_argument("--episodes", type=COUNT, default=50, help="episodes per (task, seed) (default: %(default)s)")
+    ev.add_argument("--task", default=None, help="evaluate only this task of a run that trained several")
+    ev.add_argument("--max-steps", type=COUNT, default=None, help="cap on episode length (default: the env's)")
+    ev.add_argument("--seed", type=NON_NEGATIVE, default=0,
+                    help="evaluation seed (episode resets and policy noise); every trained seed is evaluated")
     ev.add_argument("--video-episodes", type=NON_NEGATIVE, default=0)
     ev.set_defaults(func=_evaluate)
 
-    ex = sub.add_parser("export", help="write one seed of a run as a small agent file (acting and analysis only)")
+    ex = sub.add_parser("export", help="write one (task, seed) of a run as a small agent file (acting and analysis only)")
     ex.add_argument("--run", required=True, help="a train command's --out directory")
-    ex.add_argument("--seed", type=NON_NEGATIVE, default=0)
+    ex.add_argument("--seed", type=NON_NEGATIVE, default=0, help="which trained seed of the run")
     ex.add_argument("--task", default=None, help="which task, for a run that trained several (--tasks)")
+    ex.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     ex.add_argument("--policy-only", action="store_true",
                     help="keep only the EMA policy (acting and evaluation; ~3 MB at the paper's size, not ~75 MB)")
     ex.add_argument("--out", required=True, help="e.g. results/.../agent-seed0.msgpack")
