@@ -55,12 +55,23 @@ def _command_line(argv) -> str:
 def _bench(args) -> int:
     from rql_lite.bench import format_report, run_bench
 
-    payload, path = run_bench(args.configs, num_seeds=args.seeds, updates_per_dispatch=args.updates_per_dispatch,
-                              min_seconds=args.min_seconds, out_dir=args.out, runs=args.runs,
-                              sweep_seconds=args.sweep_seconds, sweep_updates_per_dispatch=args.sweep_updates_per_dispatch,
-                              rounds=args.rounds, precision=args.precision, log=print)
-    print(format_report(payload))
-    print(f"wrote {path}")
+    if not args.configs and not args.eval_runs:
+        raise ValueError("nothing to measure: give --configs paper and/or smoke, or --eval-runs R")
+    if args.configs:
+        payload, path = run_bench(args.configs, num_seeds=args.seeds, updates_per_dispatch=args.updates_per_dispatch,
+                                  min_seconds=args.min_seconds, out_dir=args.out, runs=args.runs,
+                                  sweep_seconds=args.sweep_seconds,
+                                  sweep_updates_per_dispatch=args.sweep_updates_per_dispatch,
+                                  rounds=args.rounds, precision=args.precision, log=print)
+        print(format_report(payload))
+        print(f"wrote {path}")
+    if args.eval_runs:  # evaluation: R agents x E episodes, one episode at a time vs all in lockstep
+        from rql_lite.bench_eval import bench_evaluation, format_eval_report, write_record
+
+        record = bench_evaluation(num_runs=args.eval_runs, num_episodes=args.eval_episodes,
+                                  max_steps=args.eval_max_steps, log=print)
+        print(format_eval_report(record))
+        print(f"wrote {write_record(record, args.out)}")
     return 0
 
 
@@ -262,7 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     bench = sub.add_parser("bench", help="measure updates/s, FLOPs per update and FLOP/s")
-    bench.add_argument("--configs", nargs="+", default=["paper", "smoke"], help="which configurations (paper, smoke)")
+    bench.add_argument("--configs", nargs="*", default=["paper", "smoke"],
+                       help="which configurations (paper, smoke); none, with --eval-runs, times evaluation only")
     bench.add_argument("--seeds", type=COUNT, default=4, help="also time this many vmapped seeds (1 to skip)")
     bench.add_argument("--updates-per-dispatch", type=COUNT, default=None,
                        help="updates per lax.scan call (default: 10 on CPU for paper, 200 for smoke, 1000 on GPU)")
@@ -280,6 +292,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--precision", action="store_true",
                        help="also measure matmul_precision bfloat16 against default: cost at each config and "
                             "learning on the chapter-5 toy (3 seeds x 4000 updates each)")
+    bench.add_argument("--eval-runs", type=COUNT, default=None, metavar="R",
+                       help="also time evaluation: R random-init agents, one episode at a time (evaluate) against all "
+                            "in lockstep (evaluate_many); a bench-eval-*.json record")
+    bench.add_argument("--eval-episodes", type=COUNT, default=50, metavar="E", help="episodes per agent for --eval-runs")
+    bench.add_argument("--eval-max-steps", type=COUNT, default=200, help="steps per episode at most for --eval-runs")
     bench.add_argument("--out", default="results/bench", help="directory for the JSON record")
     bench.set_defaults(func=_bench)
 

@@ -49,8 +49,10 @@ def _load() -> float | None:
 
 def bench_evaluation(task: str = DEFAULT_TASK, num_runs: int = 20, num_episodes: int = 50, max_steps: int | None = 200,
                      workers: int | None = None, profile: str = "smoke", max_envs: int | None = None,
-                     exact: bool = True, log=None) -> dict:
+                     exact: bool | None = None, log=None) -> dict:
     """Time ``num_runs`` x ``num_episodes`` evaluation episodes serially and with ``evaluate_many``.
+
+    ``exact``: as in ``evaluate_many`` (default: per-episode products on CPU, one batch on an accelerator).
 
     Returns a dict: ``device``, ``cores``, ``workers``, ``runs``, ``episodes_per_run``,
     ``max_steps``, ``mean_steps_per_episode``, ``env_steps``; ``serial`` and ``batched`` with
@@ -72,6 +74,7 @@ def bench_evaluation(task: str = DEFAULT_TASK, num_runs: int = 20, num_episodes:
     from rql_lite.train import init_states, unstack
 
     say = log or (lambda *_: None)
+    exact = jax.default_backend() == "cpu" if exact is None else bool(exact)
     tic = time.perf_counter()
     env = _TimedEnv(make_eval_env(task))
     serial_setup = time.perf_counter() - tic
@@ -193,7 +196,7 @@ def main(argv=None) -> int:
     if args.max_steps < 0:
         parser.error("--max-steps must be >= 0")
     record = bench_evaluation(args.task, args.runs, args.episodes, args.max_steps or None, workers=args.workers,
-                              profile=args.profile, max_envs=args.max_envs, exact=not args.vmapped,
+                              profile=args.profile, max_envs=args.max_envs, exact=False if args.vmapped else None,
                               log=lambda m: print(m, file=sys.stderr, flush=True))
     path = write_record(record, args.out)
     print(format_eval_report(record))

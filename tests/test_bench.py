@@ -1,5 +1,6 @@
 """The benchmark's pieces at tiny size: kernel counting, the runs sweep's layout and record, projections,
 and the bench command line. No timing is asserted (a shared machine's speed is not a test)."""
+import json
 import jax
 import pytest
 
@@ -122,3 +123,16 @@ def test_the_precision_study_pieces_run_at_tiny_size():
         res = learning["results"][precision]
         assert len(res["mean_return"]) == 2 and all(0.0 <= x <= 1.0 for x in res["on_best_bump"])
         assert all(v >= 0.0 for v in res["value_error_step1"])
+
+
+def test_bench_times_evaluation_alone_and_refuses_to_measure_nothing(tmp_path, capsys):
+    from rql_lite.__main__ import main
+
+    assert main(["bench", "--configs", "--out", str(tmp_path)]) == 2
+    assert "nothing to measure" in capsys.readouterr().err
+    assert main(["bench", "--configs", "--eval-runs", "2", "--eval-episodes", "1", "--eval-max-steps", "5",
+                 "--out", str(tmp_path)]) == 0
+    (path,) = tmp_path.glob("bench-eval-*.json")
+    record = json.loads(path.read_text())
+    assert record["runs"] == 2 and record["episodes_per_run"] == 1 and record["agree"]
+    assert record["serial"]["wall_s"] > 0 and record["batched"]["wall_s"] > 0
