@@ -362,7 +362,7 @@ def sweep_runs(config: AgentConfig, runs=DEFAULT_RUNS, updates_per_dispatch: int
             + f"; per CPU-second {rec['cpu_time_ratio_to_one_run_program']:.2f}x")
     one = programs["one"]["record"]
     say(f"  one run, not vmapped: {median['one']:.2f} updates/s")
-    del programs  # frees the states before the next configuration
+    programs.clear()  # frees the states before the next configuration
     return {"updates_per_dispatch": updates_per_dispatch, "min_seconds": min_seconds, "rounds": rounds,
             "num_tasks": num_tasks, "layout": "task-major, tasks x seeds (sweep_layout)", "by_runs": table,
             "one_run_program": one}

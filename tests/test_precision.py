@@ -49,7 +49,7 @@ def test_an_older_checkpoint_without_the_field_is_accepted_as_this_run_and_an_ol
     del old["matmul_precision"]
     path = str(tmp_path / "ckpt.msgpack")
     checkpoint.save(path, states, {"config": old, "step": 0})
-    restored, meta = checkpoint.load(path, states, expected={"config": config_dict(TINY)})
+    _, meta = checkpoint.load(path, states, expected={"config": config_dict(TINY)})
     assert "matmul_precision" not in meta["config"]
     with pytest.raises(ValueError, match="its config"):  # another precision is another run
         checkpoint.load(path, states, expected={"config": config_dict(TINY.replace(matmul_precision="bfloat16"))})
@@ -58,7 +58,8 @@ def test_an_older_checkpoint_without_the_field_is_accepted_as_this_run_and_an_ol
     checkpoint.save_agent(agent_path, init_state(TINY, jax.random.PRNGKey(0)), {"task": "t"})
     import flax.serialization
 
-    payload = flax.serialization.msgpack_restore(open(agent_path, "rb").read())
+    with open(agent_path, "rb") as f:
+        payload = flax.serialization.msgpack_restore(f.read())
     metadata = json.loads(payload["metadata"])
     del metadata["config"]["matmul_precision"]
     payload["metadata"] = json.dumps(metadata)
@@ -119,7 +120,7 @@ def test_bfloat16_and_tensorfloat32_on_gpu_lower_to_the_named_products(monkeypat
                                ("tensorfloat32", r"stablehlo.dot_general .*algorithm = <lhs_precision_type = tf32, "
                                                  r"rhs_precision_type = tf32, accumulation_type = f32")):
         dense = networks.MLP((), 3, matmul_precision=precision)
-        f = jax.jit(jax.value_and_grad(lambda p, a: jnp.sum(dense.apply(p, a) ** 2), argnums=(0, 1)))
+        f = jax.jit(jax.value_and_grad(lambda p, a, m=dense: jnp.sum(m.apply(p, a) ** 2), argnums=(0, 1)))
         text = jax.export.export(f, platforms=["cuda"])(params, x).mlir_module()
         assert len(re.findall(pattern, text)) == 3, precision  # the forward product and both backward ones
 
