@@ -8,7 +8,7 @@ What it measures, per configuration (``paper``: the paper's sizes; ``smoke``: th
 
 * one run, and ``--seeds`` vmapped seeds of one task (the older record's columns);
 * the *runs sweep* (``sweep_runs``): aggregate updates/s of ``R`` runs in one program
-  (``train.run_updates_runs``: runs laid out as tasks x seeds over a 5-task dataset, as a
+  (``train.runs_program``: runs laid out as tasks x seeds over a 5-task dataset, as a
   domain's tasks are trained together) for each ``R`` of ``--runs``, with the achieved FLOP/s,
   the ratio to one run, the HLO operations (kernels) one update executes, and from the measured
   rates the projected wall time of one domain and of the paper's whole table (``projections``);
@@ -31,7 +31,8 @@ from rql_lite.agent import AgentConfig, init_state
 from rql_lite.configs import paper_benchmark_config
 from rql_lite.data import ChunkDataset, from_arrays
 from rql_lite.provenance import device_description, git_commit, utc_now, write_json_atomic
-from rql_lite.train import (init_states, run_layout, run_updates_jit, run_updates_runs, run_updates_seeds, seed_keys,
+from rql_lite.train import (default_batching, init_states, run_layout, run_updates_jit, run_updates_seeds, runs_program,
+                            seed_keys,
                             train_step)
 
 BENCH_CONFIGS = {
@@ -282,8 +283,10 @@ def _cost(compiled) -> dict:
 
 
 def sweep_runs(config: AgentConfig, runs=DEFAULT_RUNS, updates_per_dispatch: int = 8, min_seconds: float = 10.0,
-               rounds: int = 3, num_tasks: int = 5, dataset: ChunkDataset | None = None, log=None) -> dict:
-    """Aggregate updates/s of ``R`` runs in one program (``train.run_updates_runs``) for each ``R`` in ``runs``.
+               rounds: int = 3, num_tasks: int = 5, dataset: ChunkDataset | None = None, log=None,
+               batching: str | None = None) -> dict:
+    """Aggregate updates/s of ``R`` runs in one program (``train.runs_program(batching)``: ``"vmap"``,
+    ``"map"``, or this device's default) for each ``R`` in ``runs``.
 
     Every program is compiled first; then ``rounds`` interleaved rounds time each ``R`` for
     ``min_seconds / rounds`` (at least one dispatch of ``updates_per_dispatch`` updates per run)
@@ -293,7 +296,7 @@ def sweep_runs(config: AgentConfig, runs=DEFAULT_RUNS, updates_per_dispatch: int
     program), XLA's FLOP and bytes-accessed counts per update (of the compiled program, divided by
     ``R``), the achieved FLOP/s, and the HLO operations one update executes (``kernel_counts`` of the program over
     ``updates_per_dispatch``: per-dispatch work amortised). ``one_run_program``: the same, timed in
-    the same rounds, for one run's own program (``train.run_updates_jit``, not vmapped), with each
+    the same rounds, for one run's own program (``train.run_updates_jit``), with each
     ``R``'s ratio to it in ``ratio_to_one_run_program``. All programs live on the device at once.
     """
     runs = sorted({int(r) for r in runs})
@@ -301,11 +304,13 @@ def sweep_runs(config: AgentConfig, runs=DEFAULT_RUNS, updates_per_dispatch: int
         raise ValueError(f"runs must be integers >= 1, got {runs}")
     say = log or (lambda *_: None)
     dataset = dataset if dataset is not None else synthetic_dataset(config, num_tasks=num_tasks)
+    batching = default_batching() if batching is None else batching
+    runs_program_compiled = runs_program(batching)
     programs = {}
 
     def prepare(key, states, args, count):
         tick = time.perf_counter()
-        compiled = (run_updates_runs if key != "one" else run_updates_jit).lower(
+        compiled = (runs_program_compiled if key != "one" else run_updates_jit).lower(
             states, dataset, *args, updates_per_dispatch).compile()
         compile_s = time.perf_counter() - tick
         tick = time.perf_counter()
@@ -318,7 +323,7 @@ def sweep_runs(config: AgentConfig, runs=DEFAULT_RUNS, updates_per_dispatch: int
             "bytes_accessed_per_update": _cost(compiled).get("bytes accessed", float("nan")) / (1 if key == "one" else key),
             "kernels_per_update": sum(kinds.values()) / updates_per_dispatch,
             "kernels_by_kind_per_update": _per_update(kinds, updates_per_dispatch)}}
-        say(f"  {'one run, not vmapped' if key == 'one' else f'R={key}'}: compiled in {compile_s:.1f} s")
+        say(f"  {'one run, own program' if key == 'one' else f'R={key} ({batching})'}: compiled in {compile_s:.1f} s")
 
     init_key, run_key = seed_keys(0)
     prepare("one", init_state(config, init_key), (run_key, jnp.asarray(0, jnp.int32)), updates_per_dispatch)
@@ -327,6 +332,13 @@ def sweep_runs(config: AgentConfig, runs=DEFAULT_RUNS, updates_per_dispatch: int
         states, run_keys = init_states(config, seeds)
         prepare(r, states, (run_keys, jnp.asarray(tasks, jnp.int32)), updates_per_dispatch * r)
         programs[r]["record"].update({"runs": r, "tasks": len(set(tasks)), "seeds_per_task": r // len(set(tasks))})
+        if batching == "map":
+            # The mapped program runs one run's own computation R times in a loop, and XLA's cost
+            # analysis counts a loop's body once: per update, the counts are the one-run program's.
+            one = programs["one"]["record"]
+            programs[r]["record"].update({k: one[k] for k in ("flops_per_update", "bytes_accessed_per_update",
+                                                              "kernels_per_update", "kernels_by_kind_per_update")})
+            programs[r]["record"]["counts_from"] = "one run's own program (XLA counts a loop's body once)"
 
     def dispatch(key):
         def once():
@@ -361,9 +373,9 @@ def sweep_runs(config: AgentConfig, runs=DEFAULT_RUNS, updates_per_dispatch: int
             + (f", {rec['ratio_to_one_run']:.2f}x R=1" if "ratio_to_one_run" in rec else "")
             + f"; per CPU-second {rec['cpu_time_ratio_to_one_run_program']:.2f}x")
     one = programs["one"]["record"]
-    say(f"  one run, not vmapped: {median['one']:.2f} updates/s")
+    say(f"  one run, own program: {median['one']:.2f} updates/s")
     programs.clear()  # frees the states before the next configuration
-    return {"updates_per_dispatch": updates_per_dispatch, "min_seconds": min_seconds, "rounds": rounds,
+    return {"batching": batching, "updates_per_dispatch": updates_per_dispatch, "min_seconds": min_seconds, "rounds": rounds,
             "num_tasks": num_tasks, "layout": "task-major, tasks x seeds (sweep_layout)", "by_runs": table,
             "one_run_program": one}
 
@@ -386,11 +398,12 @@ def projections(sweep: dict, updates: int = PAPER_UPDATES, domain_runs: int = DO
         r = rec["runs"]
         programs = math.ceil(domain_runs / r)
         seconds = programs * updates / rec["per_run_updates_per_s"]
-        options.append({"runs_per_program": r, "program": "run_updates_runs (vmapped)", "programs": programs,
+        options.append({"runs_per_program": r, "program": f"R runs in one program ({sweep.get('batching', 'vmap')})",
+                        "programs": programs,
                         "domain_hours": seconds / 3600})
     if "one_run_program" in sweep:  # the runs one after another, each in its own program
         seconds = domain_runs * updates / sweep["one_run_program"]["aggregate_updates_per_s"]
-        options.append({"runs_per_program": 1, "program": "run_updates_jit (not vmapped)", "programs": domain_runs,
+        options.append({"runs_per_program": 1, "program": "one run per program", "programs": domain_runs,
                         "domain_hours": seconds / 3600})
     best = min(options, key=lambda o: o["domain_hours"])
     domains = table_runs / domain_runs
@@ -572,12 +585,18 @@ def run_bench(names=("paper", "smoke"), num_seeds: int = 4, updates_per_dispatch
         sweep_values = default_runs(name, platform) if runs is None else tuple(runs)
         if sweep_values:
             say(f"{name}: runs sweep R = {', '.join(map(str, sweep_values))}")
-            sweep = sweep_runs(config, sweep_values, sweep_updates_per_dispatch or sweep_dispatch_default(name, platform),
-                               sweep_seconds, rounds, log=say)
-            for row in sweep["by_runs"] + [sweep["one_run_program"]]:
+            per_dispatch = sweep_updates_per_dispatch or sweep_dispatch_default(name, platform)
+            sweep = sweep_runs(config, sweep_values, per_dispatch, sweep_seconds, rounds, log=say)
+            # On a CPU the default batching is "map"; the batched ("vmap") program, the GPU's, is timed
+            # too, so that the record shows why (record["runs_sweep_vmap"]).
+            other = (sweep_runs(config, sweep_values, per_dispatch, sweep_seconds, rounds, log=say, batching="vmap")
+                     if sweep["batching"] != "vmap" else None)
+            for row in sweep["by_runs"] + [sweep["one_run_program"]] + (other["by_runs"] if other else []):
                 row["fraction_of_matmul_peak"] = row["achieved_flop_per_s"] / payload["matmul_flop_per_s"]
                 row["floor_ms_per_update"] = 1000.0 * row["flops_per_update"] / payload["matmul_flop_per_s"]
             record["runs_sweep"] = sweep
+            if other:
+                record["runs_sweep_vmap"] = other
             record["projections"] = projections(sweep)
         payload[name] = record
     if precision:
@@ -609,12 +628,14 @@ def format_report(payload: dict) -> str:
         if "one_run_program" in sweep:
             one = sweep["one_run_program"]
             kinds = ", ".join(f"{v:.0f} {k}" for k, v in one["kernels_by_kind_per_update"].items() if v)
-            lines.append(f"        one run's own program (not vmapped): {one['aggregate_updates_per_s']:.2f} updates/s, "
+            lines.append(f"        one run's own program: {one['aggregate_updates_per_s']:.2f} updates/s, "
                          f"{one['kernels_per_update']:.0f} HLO ops per update ({kinds}), "
                          f"{one['bytes_accessed_per_update'] / 1e9:.2f} GB accessed per update")
-        for row in sweep.get("by_runs", []):
+        rows = [(sweep.get("batching", "vmap"), row) for row in sweep.get("by_runs", [])]
+        rows += [("vmap", row) for row in r.get("runs_sweep_vmap", {}).get("by_runs", [])]
+        for batching, row in rows:
             ratio = f", {row['ratio_to_one_run']:.2f}x R=1" if "ratio_to_one_run" in row else ""
-            lines.append(f"        R={row['runs']:>2}: {row['aggregate_updates_per_s']:9.2f} updates/s in total "
+            lines.append(f"        R={row['runs']:>2} ({batching}): {row['aggregate_updates_per_s']:9.2f} updates/s in total "
                          f"({row['per_run_updates_per_s']:.2f} per run; {row['ratio_to_one_run_program']:.2f}x one run's "
                          f"own program{ratio}), {row['achieved_flop_per_s'] / 1e9:.1f} GFLOP/s "
                          f"({100 * row['fraction_of_matmul_peak']:.0f}% of matmul), {row['kernels_per_update']:.0f} HLO ops "

@@ -45,7 +45,7 @@ from rql_lite.configs import RUN_PROFILES, agent_config
 from rql_lite.data import (check_dataset_source, check_task, check_writable_directory, from_dict, from_task_dicts,
                            load_ogbench)
 from rql_lite.provenance import device_description, git_commit, utc_now, write_json_atomic
-from rql_lite.train import TrainingInterrupted, init_states, run_layout, train, unstack
+from rql_lite.train import TrainingInterrupted, default_batching, init_states, run_layout, train, unstack
 
 RECORD_SCHEMA = "rql_lite-run-record-v1"
 RUN_FILE, CHECKPOINT_FILE, RECORDS_DIR = "run.json", "checkpoint.msgpack", "records"
@@ -603,6 +603,7 @@ class _Run:
                 "success_curve": curve, "final_success_rate": curve[-1]["success_rate"] if curve else None,
                 "git_commit": self.commit, "device": device_description(), "wall_time_s": round(self.wall(), 2),
                 "num_seeds_in_run": len(spec.seeds), "runs_in_program": len(spec.runs()),
+                "runs_batching": default_batching(),  # "map" (one after another, CPU) or "vmap" (batched)
                 "command": self.run_info["command"], "updated": utc_now(),
             }
             if spec.multi_task:

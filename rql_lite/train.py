@@ -1,5 +1,6 @@
-"""Training loop: ``lax.scan`` runs many updates per dispatch, ``vmap`` runs many agents side by
-side, and with several devices they are sharded across them (``place_on_devices``).
+"""Training loop: ``lax.scan`` runs many updates per dispatch, one program trains many agents
+(``vmap`` side by side on an accelerator, ``lax.map`` one after another on a CPU: see
+``runs_program``), and with several devices they are sharded across them (``place_on_devices``).
 
 The agents of one program are *runs*: a (task, seed) pair each. With one task they are the
 seeds; with several tasks of one domain (a dataset with one reward/mask column per task, see
@@ -56,18 +57,56 @@ def run_updates(state: TrainState, dataset: ChunkDataset, run_key: jax.Array, ta
     return state, jax.tree_util.tree_map(jnp.mean, metrics)
 
 
-# One run, and many runs in one program (vmapped over state, run key and task column; the dataset
-# is shared). ``num_updates`` is static: one compile per chunk size.
+def _run_updates_one_after_another(states, dataset, run_keys, task_index, num_updates: int):
+    """The runs of one program one after another (``lax.map``): each run computes exactly what its
+    own program (``run_updates_jit``) computes."""
+    return jax.lax.map(lambda run: run_updates(run[0], dataset, run[1], run[2], num_updates),
+                       (states, run_keys, task_index))
+
+
+# One run, and many runs in one program; the dataset is shared. ``num_updates`` is static: one
+# compile per chunk size. Two ways to put R runs in one program:
+# - "vmap": batched over the runs (one matmul per layer for all runs): what fills a GPU;
+# - "map": the runs one after another inside the program. On a CPU, whose matmuls already use every
+#   core, batching gains nothing and vmap's layouts cost ~20% (the Speed page: 4 vmapped runs at
+#   0.80-0.87x one run's own program, 4 mapped ones at 1.04x), and each run then computes bitwise
+#   what it computes alone.
 run_updates_jit = jax.jit(run_updates, static_argnums=4, donate_argnums=0)
-run_updates_runs = jax.jit(
+run_updates_vmapped = jax.jit(
     jax.vmap(run_updates, in_axes=(0, None, 0, 0, None)), static_argnums=4, donate_argnums=0
 )
+run_updates_mapped = jax.jit(_run_updates_one_after_another, static_argnums=4, donate_argnums=0)
+RUN_BATCHINGS = ("vmap", "map")
 
 
-def run_updates_seeds(states: TrainState, dataset: ChunkDataset, run_keys: jax.Array, num_updates: int):
+def default_batching() -> str:
+    """``"map"`` on one CPU device, ``"vmap"`` on an accelerator or several devices (the runs are
+    then sharded across them, which needs the batched form; see ``runs_program``)."""
+    return "map" if jax.default_backend() == "cpu" and jax.device_count() == 1 else "vmap"
+
+
+def runs_program(batching: str | None = None):
+    """The jitted program ``(states, dataset, run_keys, task_index, num_updates) -> (states, metrics)``
+    that trains R runs at once: ``"vmap"`` (batched), ``"map"`` (one after another) or ``None``
+    (``default_batching()``)."""
+    batching = default_batching() if batching is None else batching
+    if batching not in RUN_BATCHINGS:
+        raise ValueError(f"batching must be one of {RUN_BATCHINGS} (or None for this device's default), got {batching!r}")
+    return run_updates_vmapped if batching == "vmap" else run_updates_mapped
+
+
+def run_updates_runs(states: TrainState, dataset: ChunkDataset, run_keys: jax.Array, task_index, num_updates: int,
+                     batching: str | None = None):
+    """``num_updates`` updates of each of R runs (leading axis of ``states``, ``run_keys (R, 2)``,
+    ``task_index (R,)``) in one program; returns the states and each run's mean metrics ``(R,)``."""
+    return runs_program(batching)(states, dataset, run_keys, task_index, num_updates)
+
+
+def run_updates_seeds(states: TrainState, dataset: ChunkDataset, run_keys: jax.Array, num_updates: int,
+                      batching: str | None = None):
     """Many seeds of one task in one program: ``run_updates_runs`` with every run on column 0."""
     tasks = jnp.zeros(run_keys.shape[:1], jnp.int32)
-    return run_updates_runs(states, dataset, run_keys, tasks, num_updates)
+    return run_updates_runs(states, dataset, run_keys, tasks, num_updates, batching)
 
 
 def run_layout(num_tasks: int, seeds: Sequence[int]) -> tuple[list[int], list[int]]:
@@ -129,8 +168,9 @@ def train(
     task_index: Sequence[int] | None = None,
     deadline: float | None = None,
     callback_estimate_s: float = 0.0,
+    batching: str | None = None,
 ) -> tuple[TrainState, list[dict]]:
-    """Train ``len(seeds)`` agents (runs) in one vmapped program for ``num_steps`` updates each.
+    """Train ``len(seeds)`` agents (runs) in one program for ``num_steps`` updates each.
 
     Args:
       config, dataset: the agent and its data (``dataset`` dims must match ``config``).
@@ -148,6 +188,8 @@ def train(
         callback (the caller's final save) would pass it; the first dispatch always runs, so every
         call makes progress. The caller sees an early stop from the returned states' step. This is
         how a run is cut into time-limited segments: save at the step reached, resume from it.
+      batching: how the runs share the program (``runs_program``): ``"vmap"``, ``"map"``, or
+        ``None``, this device's default (``"map"`` on CPU, ``"vmap"`` on an accelerator).
       callback_estimate_s: the longest callback expected before one has been timed (e.g. an
         evaluation timed in an earlier segment), so that the first one is planned for too.
 
@@ -162,6 +204,7 @@ def train(
         )
     if num_steps < 0 or steps_per_dispatch < 1:
         raise ValueError("num_steps must be >= 0 and steps_per_dispatch >= 1")
+    runs_program(batching)  # checks the name before any work
     if task_index is None:
         task_index = [0] * len(seeds)
     if len(task_index) != len(seeds):
@@ -194,7 +237,7 @@ def train(
                 break
         new_states = None
         try:
-            new_states, metrics = run_updates_runs(states, dataset, run_keys, tasks, n)
+            new_states, metrics = run_updates_runs(states, dataset, run_keys, tasks, n, batching)
             metrics = {k: np.asarray(v) for k, v in metrics.items()}  # waits for the dispatch
         except KeyboardInterrupt:
             if bar is not None:
