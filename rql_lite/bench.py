@@ -124,7 +124,8 @@ def bench_config(config: AgentConfig, updates_per_dispatch: int, num_seeds: int,
         holder["states"] = states
 
         def many_seeds():
-            holder["states"], metrics = run_updates_seeds(holder["states"], dataset, run_keys, updates_per_dispatch)
+            holder["states"], metrics = run_updates_seeds(holder["states"], dataset, run_keys, updates_per_dispatch,
+                                                          batching="vmap")  # the older record's column: vmapped
             jax.block_until_ready(metrics)
             return updates_per_dispatch * num_seeds
 
