@@ -92,7 +92,7 @@ def test_tasks_of_one_domain_train_in_one_program_and_each_gets_its_record(tmp_p
                                                                  "cube-double-play-v0"]),
     (["--tasks", TASK, TASK], ["distinct"]),
     (["--tasks", TASK, "cube-single-play-singletask-task9-v0"], ["unknown task"]),
-    (["--task", TASK, "--tasks", TASK1], ["--task TASK, or --tasks"]),
+    (["--task", TASK, "--tasks", TASK1], ["--task TASK or --tasks", "not both"]),
     (["--tasks", TASK1, TASK, "--max-minutes", "0"], ["--max-minutes", "> 0"]),
 ])
 def test_bad_task_lists_and_limits_are_one_line_before_anything_is_written(tmp_path, capsys, argv, needles):
