@@ -51,7 +51,7 @@ class ChunkDataset:
 
     @property
     def num_tasks(self) -> int:
-        """Reward/mask columns: 1 for a ``(N,)`` dataset, ``M`` for ``(N, M)``."""
+        """How many tasks' rewards and masks the dataset holds (1 for ``(N,)`` arrays, ``M`` for ``(N, M)``)."""
         return 1 if self.rewards.ndim == 1 else int(self.rewards.shape[1])
 
 
