@@ -285,7 +285,7 @@ def _cost(compiled) -> dict:
 
 def sweep_runs(config: AgentConfig, runs=DEFAULT_RUNS, updates_per_dispatch: int = 8, min_seconds: float = 10.0,
                rounds: int = 3, num_tasks: int = 5, dataset: ChunkDataset | None = None, log=None,
-               batching: str | None = None) -> dict:
+               batching: str | None = None, deadline: float | None = None) -> dict:
     """Aggregate updates/s of ``R`` runs in one program (``train.runs_program(batching)``: ``"vmap"``,
     ``"map"``, or this device's default) for each ``R`` in ``runs``.
 
@@ -299,10 +299,15 @@ def sweep_runs(config: AgentConfig, runs=DEFAULT_RUNS, updates_per_dispatch: int
     ``updates_per_dispatch``: per-dispatch work amortised). ``one_run_program``: the same, timed in
     the same rounds, for one run's own program (``train.run_updates_jit``), with each
     ``R``'s ratio to it in ``ratio_to_one_run_program``. All programs live on the device at once.
+
+    ``deadline`` (a ``time.perf_counter()`` value): compile the ``R`` values in the order given (the
+    first always) and stop compiling more once half the time left is gone, leaving the rest for the timing rounds
+    (each still at least one dispatch per program); the ``R`` values left out are listed in
+    ``skipped_runs``. Without it every ``R`` is measured.
     """
-    runs = sorted({int(r) for r in runs})
-    if not runs or runs[0] < 1:
-        raise ValueError(f"runs must be integers >= 1, got {runs}")
+    order = list(dict.fromkeys(int(r) for r in runs))
+    if not order or min(order) < 1:
+        raise ValueError(f"runs must be integers >= 1, got {list(runs)}")
     say = log or (lambda *_: None)
     dataset = dataset if dataset is not None else synthetic_dataset(config, num_tasks=num_tasks)
     batching = default_batching() if batching is None else batching
@@ -327,8 +332,13 @@ def sweep_runs(config: AgentConfig, runs=DEFAULT_RUNS, updates_per_dispatch: int
         say(f"  {'one run, own program' if key == 'one' else f'R={key} ({batching})'}: compiled in {compile_s:.1f} s")
 
     init_key, run_key = seed_keys(0)
+    start = time.perf_counter()
     prepare("one", init_state(config, init_key), (run_key, jnp.asarray(0, jnp.int32)), updates_per_dispatch)
-    for r in runs:
+    skipped = []
+    for r in order:
+        if deadline is not None and len(programs) > 1 and time.perf_counter() > start + (deadline - start) / 2:
+            skipped.append(r)  # the first R given is always measured
+            continue
         tasks, seeds = sweep_layout(r, num_tasks)
         states, run_keys = init_states(config, seeds)
         prepare(r, states, (run_keys, jnp.asarray(tasks, jnp.int32)), updates_per_dispatch * r)
@@ -349,6 +359,11 @@ def sweep_runs(config: AgentConfig, runs=DEFAULT_RUNS, updates_per_dispatch: int
             return p["count"]
         return once
 
+    if skipped:
+        say(f"  R = {', '.join(map(str, skipped))} skipped: the time budget (--max-seconds) is half spent")
+    runs = sorted(r for r in order if r not in skipped)
+    if deadline is not None:  # what is left of the budget, shared by the timing rounds
+        min_seconds = max(0.0, min(min_seconds, (deadline - time.perf_counter()) / max(1, len(programs))))
     cpu_rates = {}
     rates = time_interleaved({key: dispatch(key) for key in programs}, min_seconds, rounds, cpu_rates)
     median = {key: float(np.median(rates[key])) for key in programs}
@@ -365,7 +380,7 @@ def sweep_runs(config: AgentConfig, runs=DEFAULT_RUNS, updates_per_dispatch: int
         rec["per_run_updates_per_s"] = median[r] / r
         rec["ratio_to_one_run_program"] = median[r] / median["one"]
         rec["cpu_time_ratio_to_one_run_program"] = median_cpu[r] / median_cpu["one"]
-        if runs[0] == 1:
+        if runs and runs[0] == 1:
             rec["ratio_to_one_run"] = median[r] / median[1]
             rec["cpu_time_ratio_to_one_run"] = median_cpu[r] / median_cpu[1]
         table.append(rec)
@@ -378,7 +393,7 @@ def sweep_runs(config: AgentConfig, runs=DEFAULT_RUNS, updates_per_dispatch: int
     programs.clear()  # frees the states before the next configuration
     return {"batching": batching, "updates_per_dispatch": updates_per_dispatch, "min_seconds": min_seconds, "rounds": rounds,
             "num_tasks": num_tasks, "layout": "task-major, tasks x seeds (sweep_layout)", "by_runs": table,
-            "one_run_program": one}
+            "one_run_program": one, "skipped_runs": skipped}
 
 
 def projections(sweep: dict, updates: int = PAPER_UPDATES, domain_runs: int = DOMAIN_RUNS,
@@ -425,12 +440,18 @@ def projections(sweep: dict, updates: int = PAPER_UPDATES, domain_runs: int = DO
 # --------------------------------------------------------------------------- matmul precision
 
 def precision_cost(config: AgentConfig, precisions, updates_per_dispatch: int, min_seconds: float = 10.0,
-                   rounds: int = 3, dataset: ChunkDataset | None = None) -> dict:
-    """Updates/s of one run of ``config`` at each ``matmul_precision``, timed interleaved (median round)."""
+                   rounds: int = 3, dataset: ChunkDataset | None = None, deadline: float | None = None) -> dict:
+    """Updates/s of one run of ``config`` at each ``matmul_precision``, timed interleaved (median round).
+
+    ``deadline``: as in ``sweep_runs``, precisions are compiled in the order given until half the
+    time left is spent; those left out are listed under ``"skipped"``."""
     dataset = dataset if dataset is not None else synthetic_dataset(config)
     init_key, run_key = seed_keys(0)
-    programs = {}
+    programs, skipped, start = {}, [], time.perf_counter()
     for precision in precisions:
+        if deadline is not None and programs and time.perf_counter() > start + (deadline - start) / 2:
+            skipped.append(precision)
+            continue
         cfg = config.replace(matmul_precision=precision)
         state = init_state(cfg, init_key)
         compiled = run_updates_jit.lower(state, dataset, run_key, 0, updates_per_dispatch).compile()
@@ -446,14 +467,19 @@ def precision_cost(config: AgentConfig, precisions, updates_per_dispatch: int, m
             return updates_per_dispatch
         return once
 
+    if deadline is not None:
+        min_seconds = max(0.0, min(min_seconds, (deadline - time.perf_counter()) / max(1, len(programs))))
     cpu_rates = {}
     rates = time_interleaved({p: dispatch(p) for p in programs}, min_seconds, rounds, cpu_rates)
     med = {p: float(np.median(r)) for p, r in rates.items()}
     med_cpu = {p: float(np.median(r)) for p, r in cpu_rates.items()}
     first = precisions[0]
-    return {p: {"updates_per_s": med[p], "round_rates": [round(x, 4) for x in rates[p]],
-                f"ratio_to_{first}": med[p] / med[first], "updates_per_cpu_s": med_cpu[p],
-                f"cpu_time_ratio_to_{first}": med_cpu[p] / med_cpu[first]} for p in rates}
+    out = {p: {"updates_per_s": med[p], "round_rates": [round(x, 4) for x in rates[p]],
+               f"ratio_to_{first}": med[p] / med[first], "updates_per_cpu_s": med_cpu[p],
+               f"cpu_time_ratio_to_{first}": med_cpu[p] / med_cpu[first]} for p in rates}
+    if skipped:
+        out["skipped"] = skipped
+    return out
 
 
 TOY_SETTINGS = dict(horizon=1, flow_steps=10, num_values=2, policy_hidden=(64, 64), value_hidden=(64, 64),
@@ -510,31 +536,48 @@ def precision_learning(precisions=("default", "bfloat16"), seeds=(0, 1, 2), step
     return out
 
 
-def precision_study(precisions=("default", "bfloat16"), cost_configs=("paper", "smoke"), min_seconds: float = 10.0,
-                    rounds: int = 3, learning_steps: int = 4000, log=None) -> dict:
+def default_precisions(platform: str) -> tuple[str, ...]:
+    """The precisions ``--precision`` compares: on a CPU, ``float32`` and ``tensorfloat32`` compile to the
+    default program, so only bfloat16 is set beside it; elsewhere all four."""
+    return ("default", "bfloat16") if platform == "cpu" else ("default", "float32", "tensorfloat32", "bfloat16")
+
+
+def precision_study(precisions=None, cost_configs=("paper", "smoke"), min_seconds: float = 10.0,
+                    rounds: int = 3, learning_steps: int = 4000, log=None, deadline: float | None = None) -> dict:
     """``--precision``: the cost (``precision_cost`` at each of ``cost_configs``) and the effect on learning
-    (``precision_learning``) of each ``matmul_precision``, plus a bfloat16 matmul rate."""
+    (``precision_learning``, default against bfloat16) of each ``matmul_precision``, plus a bfloat16
+    matmul rate. ``deadline``: what does not fit is skipped and listed (``skipped``)."""
     say = log or (lambda *_: None)
     on_cpu = jax.devices()[0].platform == "cpu"
-    out = {"precisions": list(precisions), "cost": {}}
+    precisions = default_precisions(jax.devices()[0].platform) if precisions is None else tuple(precisions)
+    out = {"precisions": list(precisions), "cost": {}, "skipped": []}
     if on_cpu:
         out["note"] = ("XLA:CPU computes float32 products in float32 whatever the precision setting, so on a CPU "
                        "'float32' and 'tensorfloat32' compile to the default program, and 'bfloat16' rounds each "
                        "product's operands to bfloat16 then multiplies them in float32 (XLA:CPU cannot run every "
                        "bfloat16 product): the learning effect is bfloat16's, the cost is that of the extra "
                        "conversions, not of bfloat16 arithmetic")
-    for name in cost_configs:
+    for i, name in enumerate(cost_configs):
         n = sweep_dispatch_default(name, jax.devices()[0].platform)
+        if deadline is not None and time.perf_counter() > deadline:
+            out["skipped"].append(f"cost at {name}")
+            continue
         say(f"precision cost, {name}: {', '.join(precisions)}")
-        out["cost"][name] = precision_cost(BENCH_CONFIGS[name](), tuple(precisions), n, min_seconds, rounds)
+        share = None if deadline is None else time.perf_counter() + (deadline - time.perf_counter()) / (
+            len(cost_configs) - i + 1)  # the learning study gets a share too
+        out["cost"][name] = precision_cost(BENCH_CONFIGS[name](), tuple(precisions), n, min_seconds, rounds,
+                                           deadline=share)
         out["cost"][name]["updates_per_dispatch"] = n
     try:
         out["matmul_flop_per_s_bfloat16_operands"] = matmul_flop_per_s(dtype=jnp.bfloat16)
     except Exception as err:  # XLA:CPU may refuse a bfloat16 product
         out["matmul_flop_per_s_bfloat16_operands"] = None
         out["matmul_bfloat16_error"] = f"{type(err).__name__}: {str(err)[:200]}"
+    if deadline is not None and time.perf_counter() > deadline:
+        out["skipped"].append("learning")
+        return out
     say(f"precision learning: chapter-5 toy, {learning_steps} updates x 3 seeds per precision")
-    out["learning"] = precision_learning(tuple(precisions), steps=learning_steps)
+    out["learning"] = precision_learning(("default", "bfloat16"), steps=learning_steps)
     return out
 
 
@@ -550,16 +593,26 @@ def sweep_dispatch_default(name: str, platform: str) -> int:
 def run_bench(names=("paper", "smoke"), num_seeds: int = 4, updates_per_dispatch: int | None = None,
               min_seconds: float = 10.0, out_dir: str = "results/bench", runs=None, sweep_seconds: float = 10.0,
               sweep_updates_per_dispatch: int | None = None, rounds: int = 3, precision: bool = False,
-              log=None) -> tuple[dict, str]:
+              log=None, max_seconds: float | None = None) -> tuple[dict, str]:
     """Measure ``names`` and write ``bench-<platform>-<stamp>.json`` under ``out_dir``.
 
-    ``runs``: the ``R`` values of the runs sweep (``sweep_runs``); ``None``: ``default_runs`` per
-    configuration; ``()``: no sweep. ``precision``: add the ``precision_study`` section.
+    ``runs``: the ``R`` values of the runs sweep (``sweep_runs``), most wanted first; ``None``:
+    ``default_runs`` per configuration; ``()``: no sweep. Both ways of putting R runs in one program
+    are swept, the device's default batching first. ``precision``: add the ``precision_study`` section.
+    ``max_seconds``: a time budget for all of it, compilation included (a short GPU lease): each part
+    gets a share of what is left, in the order above, and what does not fit is skipped and listed
+    under ``"skipped"`` (the one-run measurement always runs).
     """
     unknown = [n for n in names if n not in BENCH_CONFIGS]
     if unknown:
         raise ValueError(f"unknown benchmark configuration(s) {unknown}; choose from {sorted(BENCH_CONFIGS)}")
     say = log or (lambda *_: None)
+    started = time.perf_counter()
+    deadline = None if max_seconds is None else started + max_seconds
+
+    def share(fraction: float) -> float | None:  # a deadline: this fraction of the budget that is left
+        return None if deadline is None else time.perf_counter() + fraction * max(0.0, deadline - time.perf_counter())
+
     platform = jax.devices()[0].platform
     on_cpu = platform == "cpu"
     payload = {
@@ -574,8 +627,9 @@ def run_bench(names=("paper", "smoke"), num_seeds: int = 4, updates_per_dispatch
         "matmul_flop_per_s": matmul_flop_per_s(),
         "matmul_note": "one 2048 x 2048 float32 product at XLA's default precision (TF32 on NVIDIA Ampere and "
                        "later GPUs, float32 on CPU), chained 20 times in one program; best of 3",
+        "max_seconds": max_seconds, "skipped": [],
     }
-    for name in names:
+    for i, name in enumerate(names):
         config = BENCH_CONFIGS[name]()
         n = updates_per_dispatch or (10 if on_cpu and name == "paper" else 200 if on_cpu else 1000)
         say(f"{name}: one run, {num_seeds} vmapped seeds")
@@ -584,25 +638,37 @@ def run_bench(names=("paper", "smoke"), num_seeds: int = 4, updates_per_dispatch
         record["floor_ms_per_update"] = 1000.0 * record["flops_per_update"] / payload["matmul_flop_per_s"]
         record["fraction_of_matmul_peak"] = record["achieved_flop_per_s"] / payload["matmul_flop_per_s"]
         sweep_values = default_runs(name, platform) if runs is None else tuple(runs)
-        if sweep_values:
+        remaining_parts = (len(names) - i) * 2 + (1 if precision else 0)
+        if sweep_values and deadline is not None and time.perf_counter() >= deadline:
+            payload["skipped"].append(f"{name}: runs sweep (both batchings)")
+        elif sweep_values:
             say(f"{name}: runs sweep R = {', '.join(map(str, sweep_values))}")
             per_dispatch = sweep_updates_per_dispatch or sweep_dispatch_default(name, platform)
-            sweep = sweep_runs(config, sweep_values, per_dispatch, sweep_seconds, rounds, log=say)
-            # On a CPU the default batching is "map"; the batched ("vmap") program, the GPU's, is timed
-            # too, so that the record shows why (record["runs_sweep_vmap"]).
-            other = (sweep_runs(config, sweep_values, per_dispatch, sweep_seconds, rounds, log=say, batching="vmap")
-                     if sweep["batching"] != "vmap" else None)
+            sweep = sweep_runs(config, sweep_values, per_dispatch, sweep_seconds, rounds, log=say,
+                               deadline=share(1.5 / remaining_parts))
+            # Both ways of putting R runs in one program: the device's default ("map" on a CPU, "vmap"
+            # elsewhere) and the other one, so that the record shows why the default is the default.
+            other_batching = "vmap" if sweep["batching"] == "map" else "map"
+            other = None
+            if deadline is not None and time.perf_counter() >= deadline:
+                payload["skipped"].append(f"{name}: runs sweep ({other_batching})")
+            else:
+                other = sweep_runs(config, sweep_values, per_dispatch, sweep_seconds, rounds, log=say,
+                                   batching=other_batching, deadline=share(1.0 / (remaining_parts - 1)))
             for row in sweep["by_runs"] + [sweep["one_run_program"]] + (other["by_runs"] if other else []):
                 row["fraction_of_matmul_peak"] = row["achieved_flop_per_s"] / payload["matmul_flop_per_s"]
                 row["floor_ms_per_update"] = 1000.0 * row["flops_per_update"] / payload["matmul_flop_per_s"]
             record["runs_sweep"] = sweep
             if other:
-                record["runs_sweep_vmap"] = other
+                record[f"runs_sweep_{other_batching}"] = other
             record["projections"] = projections(sweep)
         payload[name] = record
-    if precision:
+    if precision and deadline is not None and time.perf_counter() >= deadline:
+        payload["skipped"].append("precision study")
+    elif precision:
         payload["precision"] = precision_study(cost_configs=tuple(names), min_seconds=sweep_seconds, rounds=rounds,
-                                               log=say)
+                                               log=say, deadline=deadline)
+    payload["seconds"] = round(time.perf_counter() - started, 1)
     payload["load_average_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     path = os.path.join(out_dir, f"bench-{payload['platform']}-{stamp}.json")
@@ -633,7 +699,8 @@ def format_report(payload: dict) -> str:
                          f"{one['kernels_per_update']:.0f} HLO ops per update ({kinds}), "
                          f"{one['bytes_accessed_per_update'] / 1e9:.2f} GB accessed per update")
         rows = [(sweep.get("batching", "vmap"), row) for row in sweep.get("by_runs", [])]
-        rows += [("vmap", row) for row in r.get("runs_sweep_vmap", {}).get("by_runs", [])]
+        for other in ("vmap", "map"):
+            rows += [(other, row) for row in r.get(f"runs_sweep_{other}", {}).get("by_runs", [])]
         for batching, row in rows:
             ratio = f", {row['ratio_to_one_run']:.2f}x R=1" if "ratio_to_one_run" in row else ""
             lines.append(f"        R={row['runs']:>2} ({batching}): {row['aggregate_updates_per_s']:9.2f} updates/s in total "
@@ -646,11 +713,13 @@ def format_report(payload: dict) -> str:
             lines.append(f"        projected (training only, {p['best_runs_per_program']} per program, {p['best_program']}): one domain "
                          f"{p['domain_hours']:.1f} h, the whole table ({p['table_runs']} runs x 1M updates) "
                          f"{p['table_hours']:.0f} h = {p['table_days']:.1f} days")
+    if payload.get("skipped"):
+        lines.append(f"skipped for the time budget ({payload['max_seconds']:.0f} s): {'; '.join(payload['skipped'])}")
     if "precision" in payload:
         for name, costs in payload["precision"]["cost"].items():
             lines.append(f"precision cost, {name}: " + ", ".join(
                 f"{k} {v['updates_per_s']:.2f} updates/s" for k, v in costs.items() if isinstance(v, dict)))
-        for k, v in payload["precision"]["learning"]["results"].items():
+        for k, v in payload["precision"].get("learning", {}).get("results", {}).items():
             lines.append(f"precision learning, {k}: return {np.mean(v['mean_return']):.3f}, best bump "
                          f"{np.mean(v['on_best_bump']):.2f}, value error {np.mean(v['value_error_step1']):.4f}, "
                          f"value loss {np.mean(v['value_loss']):.4f} (seeds {v['mean_return']})")

@@ -34,7 +34,8 @@ def git_commit() -> str | None:
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
                                text=True, check=True, cwd=here)
     except (OSError, subprocess.CalledProcessError):
-        return None
+        # A copy of the checkout without its .git (a GPU node's): the commit it was copied from, if given.
+        return os.environ.get("RQL_GIT_COMMIT") or None
     return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
