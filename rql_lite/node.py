@@ -323,7 +323,12 @@ def _run_node(options: NodeOptions, argv, log: _Log, start: float) -> int:
                 f"R={row['runs']} ({bench['{}'.format('paper' if options.profile == 'full' else options.profile)]['runs_sweep']['batching']}) "
                 f"in {os.path.basename(bench_files[0])}, x {options.fit_minutes} min)")
 
-    # 3. training in segments, one process each
+    # 3. training in segments, one process each; each agent's records are copied into --out as soon as
+    # it stops, so that a machine taken back later still returns them
+    shutil.rmtree(os.path.join(options.out, "runs"), ignore_errors=True)
+    archive = os.path.join(options.out, "runs.tar.gz")
+    if os.path.exists(archive):
+        os.remove(archive)
     segments, budget_hit, per_agent = 0, False, {}
     for agent in options.agents:
         run_dir = options.run_dir(agent)
@@ -347,22 +352,13 @@ def _run_node(options: NodeOptions, argv, log: _Log, start: float) -> int:
             log.say(f"segment {segments} ({agent}) ended after {time.time() - tick:.0f} s")
         else:
             log.say(f"train {agent}: every record in {run_dir} is finished")
+        collect_records(options, agent)
         if budget_hit:
             break
 
     # 4. what comes back
-    shutil.rmtree(os.path.join(options.out, "runs"), ignore_errors=True)
-    archive = os.path.join(options.out, "runs.tar.gz")
-    if os.path.exists(archive):
-        os.remove(archive)
     for agent in options.agents:
-        run_dir = options.run_dir(agent)
-        if os.path.isfile(os.path.join(run_dir, "run.json")):
-            dest = os.path.join(options.out, "runs", os.path.basename(run_dir))
-            os.makedirs(dest)
-            shutil.copy2(os.path.join(run_dir, "run.json"), dest)
-            if os.path.isdir(os.path.join(run_dir, "records")):
-                shutil.copytree(os.path.join(run_dir, "records"), os.path.join(dest, "records"))
+        collect_records(options, agent)
     policy, video = export_and_film(options, log)
     if options.archive and os.path.isdir(os.path.join(options.out, "runs")):
         with tarfile.open(archive + ".partial", "w:gz") as tar:
@@ -370,6 +366,19 @@ def _run_node(options: NodeOptions, argv, log: _Log, start: float) -> int:
         os.replace(archive + ".partial", archive)
         shutil.rmtree(os.path.join(options.out, "runs"))
     return write_summary(options, log, start, segments, per_agent, budget_hit, steps, policy, video)
+
+
+def collect_records(options: NodeOptions, agent: str) -> None:
+    """Copy an agent's ``run.json`` and records into ``--out/runs/`` (replacing an older copy)."""
+    run_dir = options.run_dir(agent)
+    if not os.path.isfile(os.path.join(run_dir, "run.json")):
+        return
+    dest = os.path.join(options.out, "runs", os.path.basename(run_dir))
+    shutil.rmtree(dest, ignore_errors=True)
+    os.makedirs(dest)
+    shutil.copy2(os.path.join(run_dir, "run.json"), dest)
+    if os.path.isdir(os.path.join(run_dir, "records")):
+        shutil.copytree(os.path.join(run_dir, "records"), os.path.join(dest, "records"))
 
 
 def bench_arguments(options: NodeOptions) -> list[str]:
