@@ -27,15 +27,20 @@ def device_description() -> str:
 
 
 def git_commit() -> str | None:
-    """The commit of the checkout ``rql_lite`` runs from, with ``+dirty`` for uncommitted changes."""
+    """The commit of the checkout ``rql_lite`` runs from, with ``+dirty`` for uncommitted changes.
+
+    ``RQL_GIT_COMMIT``, when set, wins: a copy of a checkout sent to another machine (a GPU node's)
+    may carry a stale ``.git`` or none, while whoever sent it knows the commit it was copied at.
+    """
+    if os.environ.get("RQL_GIT_COMMIT"):
+        return os.environ["RQL_GIT_COMMIT"]
     here = os.path.dirname(os.path.abspath(__file__))
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=here)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
                                text=True, check=True, cwd=here)
     except (OSError, subprocess.CalledProcessError):
-        # A copy of the checkout without its .git (a GPU node's): the commit it was copied from, if given.
-        return os.environ.get("RQL_GIT_COMMIT") or None
+        return None
     return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
