@@ -374,7 +374,7 @@ def load_ogbench(
     from rql_lite.configs import DOMAINS, domain_of
 
     check_task(task)
-    from rql_lite.datagen import dataset_name_for_task
+    from rql_lite.ogbench.generate import dataset_name_for_task
 
     name = dataset_name_for_task(task)
     data_dir = os.path.expanduser(data_dir)
@@ -389,7 +389,7 @@ def load_ogbench(
             ) from None
         path = os.path.join(official_dir, f"{name}.npz")
     elif source == "generated":
-        from rql_lite import datagen
+        from rql_lite.ogbench import generate as datagen
 
         folder = generated_folder(data_dir, num_episodes, seed, episode_length)
         path = os.path.join(folder, f"{name}.npz")
@@ -405,7 +405,7 @@ def load_ogbench(
     else:
         check_dataset_source(source)
         path = os.path.expanduser(source)
-    from rql_lite.provenance import silence_float32_bounds_warning
+    from rql_lite.files import silence_float32_bounds_warning
 
     val_path = path[: -len(".npz")] + "-val.npz"
     for split_path in (path, val_path):

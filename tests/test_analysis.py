@@ -3,7 +3,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rql_lite import analysis, data, losses, toy_mdp
+from rql_lite import analysis, data, losses
+from rql_lite.teaching import toy_mdp
 from rql_lite.agent import AgentConfig, init_state, value_targets
 
 

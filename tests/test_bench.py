@@ -4,7 +4,7 @@ import json
 import jax
 import pytest
 
-from rql_lite import bench
+from rql_lite.bench.throughput import throughput as bench
 from rql_lite.agent import AgentConfig
 
 TINY = AgentConfig(obs_dim=3, action_dim=2, horizon=2, policy_hidden=(8,), value_hidden=(8,), num_values=2,
@@ -102,7 +102,7 @@ def test_projections_pick_the_fastest_way_to_fill_a_domain():
 
 
 def test_bench_command_line():
-    from rql_lite.__main__ import build_parser
+    from rql_lite.cli import build_parser
 
     args = build_parser().parse_args(["bench"])
     assert args.runs is None and args.rounds == 3 and not args.precision
@@ -126,7 +126,7 @@ def test_the_precision_study_pieces_run_at_tiny_size():
 
 
 def test_bench_times_evaluation_alone_and_refuses_to_measure_nothing(tmp_path, capsys):
-    from rql_lite.__main__ import main
+    from rql_lite.cli import main
 
     assert main(["bench", "--configs", "--out", str(tmp_path)]) == 2
     assert "nothing to measure" in capsys.readouterr().err

@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from rql_lite import checkpoint
+from rql_lite.runs import checkpoint
 from rql_lite.agent import AgentConfig
 from rql_lite.train import init_states
 

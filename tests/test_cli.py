@@ -26,7 +26,7 @@ def test_train_smoke_profile_runs_end_to_end(tmp_path):
     assert run_info["config"]["policy_hidden"] == [64, 64]  # the smoke profile's networks
     print(f"CLI smoke run: {elapsed:.1f} s")  # shown with -s; about a minute on two cores
 
-    from rql_lite.checkpoint import load_agent
+    from rql_lite.runs.checkpoint import load_agent
 
     exported = cli("export", "--run", str(out), "--seed", "0", "--out", str(tmp_path / "agent.msgpack"))
     assert exported.returncode == 0, exported.stderr[-2000:]
@@ -63,8 +63,8 @@ def test_bench_writes_a_record(tmp_path):
 def test_a_runs_recorded_command_parses_back_to_the_same_run():
     import shlex
 
-    from rql_lite.__main__ import build_parser, spec_from_args
-    from rql_lite.experiment import RunSpec
+    from rql_lite.cli import build_parser, spec_from_args
+    from rql_lite.runs.experiment import RunSpec
 
     spec = RunSpec(task="cube-single-play-singletask-task2-v0", agent="rql", seeds=(0, 1), steps=5000,
                    out="results/x", profile="smoke", overrides={"alpha": 1000.0, "policy_hidden": (256, 256)},
@@ -78,8 +78,9 @@ def test_a_runs_recorded_command_parses_back_to_the_same_run():
 def test_generate_writes_by_default_where_train_looks(monkeypatch, tmp_path):
     """`generate` without --out writes to the folder `train --dataset generated` reads for the same
     settings (~ expanded; episodes and seed in the name), not to a literal '~' or a fixed folder."""
-    from rql_lite import __main__ as cli_main
-    from rql_lite import data, datagen
+    from rql_lite import cli as cli_main
+    from rql_lite import data
+    from rql_lite.ogbench import generate as datagen
 
     monkeypatch.setenv("HOME", str(tmp_path))
     seen = {}

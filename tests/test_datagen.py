@@ -1,4 +1,4 @@
-"""Tests for rql_lite.datagen: tiny datasets that load through OGBench's own loader."""
+"""Tests for rql_lite.ogbench.generate: tiny datasets that load through OGBench's own loader."""
 from __future__ import annotations
 
 import os
@@ -7,7 +7,7 @@ import numpy as np
 import ogbench
 import pytest
 
-from rql_lite import datagen
+from rql_lite.ogbench import generate as datagen
 
 EPISODE_LENGTH = 40
 NUM_EPISODES = 2  # plus one validation episode

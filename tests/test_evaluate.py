@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rql_lite.agent import AgentConfig, init_state
-from rql_lite.evaluate import (
+from rql_lite.ogbench.evaluate import (
     episode_seed,
     evaluate,
     ffmpeg_available,

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from rql_lite.agent import AgentConfig
-from rql_lite.evaluate import evaluate, evaluate_many, make_eval_env
+from rql_lite.ogbench.evaluate import evaluate, evaluate_many, make_eval_env
 from rql_lite.train import init_states, unstack
 
 CUBE = ["cube-single-play-singletask-task1-v0", "cube-single-play-singletask-task2-v0"]  # obs 28, action 5
@@ -178,7 +178,7 @@ def test_a_failing_worker_is_reported_and_all_workers_end(states):
 
 def test_an_interrupt_in_the_parent_ends_the_workers(states, monkeypatch):
     """KeyboardInterrupt (Ctrl-C) while the workers hold envs: it propagates, and no worker is left."""
-    import rql_lite.evaluate as evaluate_module
+    import rql_lite.ogbench.evaluate as evaluate_module
 
     real, calls = evaluate_module._policy_chunks, []
 
@@ -201,7 +201,7 @@ def test_ctrl_c_of_the_process_group_leaves_no_process(tmp_path):
         import os, sys, time
         sys.path.insert(0, {os.path.dirname(__file__)!r})
         import fake_eval_env
-        import rql_lite.evaluate as ev
+        import rql_lite.ogbench.evaluate as ev
         from rql_lite.agent import AgentConfig
         from rql_lite.train import init_states
         states = init_states(AgentConfig(obs_dim=28, action_dim=5, horizon=5, policy_hidden=(8,),
@@ -233,7 +233,7 @@ def test_ctrl_c_of_the_process_group_leaves_no_process(tmp_path):
 
 def test_a_pool_is_reused_across_evaluations(states, fake_reference):
     """eval_pool keeps the workers and envs between evaluations (as a training run would)."""
-    from rql_lite.evaluate import eval_pool
+    from rql_lite.ogbench.evaluate import eval_pool
 
     tasks, seeds, want = fake_reference
     with eval_pool(tasks, 4, workers=2, max_envs=6) as pool:  # 2 episodes of each run per wave
@@ -251,7 +251,7 @@ def test_a_pool_is_reused_across_evaluations(states, fake_reference):
 
 def test_default_workers(monkeypatch):
     """One worker per core, but none with fewer than MIN_ENVS_PER_WORKER (4) envs: then this process."""
-    from rql_lite.evaluate import eval_pool
+    from rql_lite.ogbench.evaluate import eval_pool
 
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     with eval_pool([FAKE] * 3, 2) as pool:  # 6 envs: one worker would be all of them

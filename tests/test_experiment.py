@@ -7,8 +7,9 @@ import jax
 import numpy as np
 import pytest
 
-from rql_lite import checkpoint, data
-from rql_lite.experiment import CHECKPOINT_FILE, RunSpec, run
+from rql_lite import data
+from rql_lite.runs import checkpoint
+from rql_lite.runs.experiment import CHECKPOINT_FILE, RunSpec, run
 from rql_lite.train import init_states
 
 TASK = "cube-single-play-singletask-task2-v0"

@@ -14,7 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rql_lite import checkpoint, networks
+from rql_lite import networks
+from rql_lite.runs import checkpoint
 from rql_lite.agent import AgentConfig, init_state, reverse_to
 from rql_lite.flow import euler, euler_path, reverse_on_grid
 
@@ -156,7 +157,7 @@ def test_an_agent_exported_with_another_network_is_refused_by_name(tmp_path):
 
 def test_chunk_rule_fractions_count_what_they_say_on_a_dataset_with_known_answers():
     from rql_lite import data
-    from rql_lite.fidelity import chunk_rule_fractions
+    from rql_lite.ogbench.fidelity import chunk_rule_fractions
 
     episodes, length, h = 200, 10, 5
     n = episodes * length

@@ -71,7 +71,7 @@ def test_the_gpu_node_script_runs_end_to_end_on_cpu_and_resumes(tmp_path):
     (video,) = out.glob("*.mp4")
     assert video.name == f"video-rql-{TASKS[0]}-seed0.mp4" and video.read_bytes()[4:8] == b"ftyp"
     (policy,) = out.glob("*.msgpack")
-    from rql_lite.checkpoint import load_agent
+    from rql_lite.runs.checkpoint import load_agent
 
     state, meta = load_agent(str(policy))
     assert meta["policy_only"] and meta["task"] == TASKS[0] and meta["seed"] == 0 and int(state.step) == 40

@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rql_lite import checkpoint, networks
+from rql_lite import networks
+from rql_lite.runs import checkpoint
 from rql_lite.agent import AgentConfig, _act, _update_jit, complete_config_dict, init_state, policy_net, value_net
 from rql_lite.configs import paper_benchmark_config
 from rql_lite.data import sample_chunks
@@ -31,7 +32,7 @@ def test_the_field_defaults_to_the_release_behaviour_and_is_validated():
 
 
 def test_a_config_without_the_field_loads_as_default():
-    from rql_lite.experiment import config_dict
+    from rql_lite.runs.experiment import config_dict
 
     stored = config_dict(TINY)
     assert stored["matmul_precision"] == "default"  # recorded in run.json, checkpoints and records
@@ -42,7 +43,7 @@ def test_a_config_without_the_field_loads_as_default():
 
 
 def test_an_older_checkpoint_without_the_field_is_accepted_as_this_run_and_an_older_agent_file_acts(tmp_path):
-    from rql_lite.experiment import config_dict
+    from rql_lite.runs.experiment import config_dict
 
     states, _ = init_states(TINY, [0])
     old = config_dict(TINY)
@@ -82,7 +83,7 @@ def _lowered_update_and_act(config):
 
 
 def _dataset(config):
-    from rql_lite.bench import synthetic_dataset
+    from rql_lite.bench.throughput import synthetic_dataset
 
     return synthetic_dataset(config, size=200, episode_length=50)
 
@@ -184,7 +185,7 @@ def test_a_bfloat16_agent_trains_and_acts():
 def test_an_older_run_without_the_field_resumes(tmp_path, monkeypatch):
     """A run directory written before the field existed (run.json and checkpoint without it) resumes."""
     pytest.importorskip("ogbench")
-    from rql_lite.experiment import CHECKPOINT_FILE, RUN_FILE, RunSpec, run
+    from rql_lite.runs.experiment import CHECKPOINT_FILE, RUN_FILE, RunSpec, run
     import rql_lite.train as train_module
 
     spec = RunSpec(task="cube-single-play-singletask-task2-v0", seeds=(0,), steps=20, out=str(tmp_path / "r"),

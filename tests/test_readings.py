@@ -1,7 +1,7 @@
 """Sentences chosen by measured readings: both signs, both orderings, no negative zero."""
 import math
 
-from rql_lite import readings
+from rql_lite.teaching import readings
 
 
 def test_number_never_prints_a_negative_zero():

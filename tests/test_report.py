@@ -6,9 +6,9 @@ import os
 import numpy as np
 import pytest
 
-from rql_lite import report
+from rql_lite.runs import report
 from rql_lite.configs import agent_config
-from rql_lite.experiment import RECORD_SCHEMA, config_dict
+from rql_lite.runs.experiment import RECORD_SCHEMA, config_dict
 
 TASK = "cube-double-play-singletask-task2-v0"
 

@@ -23,9 +23,10 @@ import numpy as np
 import pytest
 from test_experiment import TASK, spec  # the same tiny run as the experiment tests
 
-from rql_lite import checkpoint, data
-from rql_lite.__main__ import main
-from rql_lite.experiment import (
+from rql_lite import data
+from rql_lite.runs import checkpoint
+from rql_lite.cli import main
+from rql_lite.runs.experiment import (
     CHECKPOINT_FILE,
     LOCK_FILE,
     RunInterrupted,
@@ -130,7 +131,7 @@ def assert_one_line_error(code, err, *needles):
 # stdout, so that the test can kill or signal it exactly there.
 HOOKED_CLI = r'''
 import os, sys, time
-from rql_lite import checkpoint, experiment
+from rql_lite.runs import checkpoint, experiment
 hook, argv = sys.argv[1], sys.argv[2:]
 
 
@@ -163,7 +164,7 @@ elif hook == "run.json":  # half-way through writing run.json
 
     experiment.write_json_atomic = write_json
 elif hook.startswith("evaluate"):  # inside evaluation call number N (all runs of one step at once)
-    import rql_lite.evaluate as evaluate_module
+    import rql_lite.ogbench.evaluate as evaluate_module
     real_evaluate, calls, stop_at = evaluate_module.evaluate_many, [], int(hook.split(":")[1])
 
     def evaluate_many(*args, **kwargs):
@@ -181,7 +182,7 @@ elif hook == "locked":  # stop right after taking the run directory's lock
         stall()
 
     experiment.RunDirectoryLock.__init__ = lock
-from rql_lite.__main__ import main
+from rql_lite.cli import main
 sys.exit(main(argv))
 '''
 
@@ -302,7 +303,7 @@ def test_two_commands_on_one_run_directory(tmp_path, capsys, data_dir, compile_c
 SAVE_LOOP = r'''
 import os, sys, time
 import numpy as np
-from rql_lite import checkpoint
+from rql_lite.runs import checkpoint
 path, hook = sys.argv[1], sys.argv[2]
 
 
@@ -333,7 +334,7 @@ for i in range(1000):
 
 
 def test_kill_9_during_checkpoint_writes_never_loses_or_mixes_a_checkpoint(tmp_path):
-    from rql_lite.experiment import remove_stale_temporaries
+    from rql_lite.runs.experiment import remove_stale_temporaries
 
     template = {"a": np.zeros((512, 512), np.float32), "b": np.zeros((1000,), np.int32)}
     rng = random.Random(14)
@@ -581,7 +582,7 @@ if os.geteuid() == 0 and not os.environ.get("CAPABILITIES_DROPPED"):
             sys.exit(77)
     os.environ["CAPABILITIES_DROPPED"] = "1"
     os.execv(sys.executable, sys.orig_argv)
-from rql_lite.__main__ import main
+from rql_lite.cli import main
 results = {}
 for name, argv in json.loads(sys.argv[1]).items():
     err = io.StringIO()

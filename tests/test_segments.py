@@ -15,8 +15,8 @@ from test_experiment import TASK, spec
 from test_run_dir import QUIET, assert_one_line_error, assert_same_outcome, cli, data_dir, straight, straight_dir  # noqa: F401
 from test_run_dir import train_argv
 
-from rql_lite import report
-from rql_lite.experiment import SegmentEnded, load_run, run, runs_of
+from rql_lite.runs import report
+from rql_lite.runs.experiment import SegmentEnded, load_run, run, runs_of
 
 TASK1 = TASK.replace("task2", "task1")
 
@@ -151,7 +151,7 @@ def test_export_keeps_an_existing_file_unless_told_and_evaluate_picks_a_task(tmp
     assert_one_line_error(code, err, "exists", "--overwrite")
     assert agent.read_bytes() == before
     assert cli(capsys, "export", "--run", str(out), "--task", TASK1, "--out", str(agent), "--overwrite")[0] == 0
-    from rql_lite.__main__ import main
+    from rql_lite.cli import main
 
     assert main(["evaluate", "--run", str(out), "--task", TASK1, "--episodes", "1", "--max-steps", "5"]) == 0
     printed = capsys.readouterr().out

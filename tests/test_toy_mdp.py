@@ -3,7 +3,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rql_lite import data, toy_mdp
+from rql_lite import data
+from rql_lite.teaching import toy_mdp
 
 
 def test_chain_values_hand_checked():

@@ -1,11 +1,11 @@
-"""Tests for rql_lite.toys: samplers, the toy flow trainer and the sliced Wasserstein metric."""
+"""Tests for rql_lite.teaching.toys: samplers, the toy flow trainer and the sliced Wasserstein metric."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from rql_lite.flow import euler
-from rql_lite.toys import TOY_NAMES, gaussian_flow, sample_toy, sliced_wasserstein, train_toy_flow
+from rql_lite.teaching.toys import TOY_NAMES, gaussian_flow, sample_toy, sliced_wasserstein, train_toy_flow
 
 
 @pytest.mark.parametrize("name", TOY_NAMES)

@@ -1,4 +1,4 @@
-"""The live figures' builders (rql_lite.viz.live_*): what the page carries, and that Vega can draw it.
+"""The live figures' builders (rql_lite.teaching.plots.live_*): what the page carries, and that Vega can draw it.
 
 An analytic flow (``toys.gaussian_flow``) stands in for a trained one, at the sizes the chapters use.
 """
@@ -8,8 +8,8 @@ import jax
 import numpy as np
 import pytest
 
-from rql_lite import viz
-from rql_lite.toys import gaussian_flow
+from rql_lite.teaching import plots as viz
+from rql_lite.teaching.toys import gaussian_flow
 
 KS = (1, 2, 4, 8, 16, 32)
 PAGE_LIMIT = 1_500_000  # bytes of added data per chapter page

@@ -39,12 +39,12 @@ import time
 
 import numpy as np
 
-from rql_lite import checkpoint
+from rql_lite.runs import checkpoint
 from rql_lite.agent import AGENTS, AgentConfig
 from rql_lite.configs import RUN_PROFILES, agent_config
 from rql_lite.data import (check_dataset_source, check_task, check_writable_directory, from_dict, from_task_dicts,
                            load_ogbench)
-from rql_lite.provenance import device_description, git_commit, utc_now, write_json_atomic
+from rql_lite.files import device_description, git_commit, utc_now, write_json_atomic
 from rql_lite.train import TrainingInterrupted, default_batching, init_states, run_layout, train, unstack
 
 RECORD_SCHEMA = "rql_lite-run-record-v1"
@@ -68,7 +68,7 @@ class TrainingDiverged(ValueError):
 
 def check_tasks(tasks) -> tuple[str, ...]:
     """The task names of a run, checked: known, distinct, and all on one dataset (one domain)."""
-    from rql_lite.datagen import dataset_name_for_task
+    from rql_lite.ogbench.generate import dataset_name_for_task
 
     tasks = (tasks,) if isinstance(tasks, str) else tuple(tasks)
     if not tasks:
@@ -642,7 +642,7 @@ class _Run:
     def evaluate_at(self, states, step: int) -> float:
         """Evaluate every (task, seed) at ``step`` in one ``evaluate_many`` call (all episodes in
         lockstep, one policy call per chunk); the curves grow only once all runs are done."""
-        from rql_lite.evaluate import eval_pool, evaluate_many
+        from rql_lite.ogbench.evaluate import eval_pool, evaluate_many
 
         runs = self.spec.runs()
         tasks = [task for task, _ in runs]
@@ -757,7 +757,7 @@ class _Run:
                              f"Continue with: {self.continue_with}")
 
     def record_videos(self, states) -> None:
-        from rql_lite.evaluate import evaluate, make_eval_env, write_video
+        from rql_lite.ogbench.evaluate import evaluate, make_eval_env, write_video
 
         envs = {task: make_eval_env(task, render=True) for task in self.spec.tasks}
         for i, (task, seed) in enumerate(self.spec.runs()):

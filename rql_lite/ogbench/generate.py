@@ -43,7 +43,7 @@ from ogbench.manipspace.oracles.plan.drawer_plan import DrawerPlanOracle
 from ogbench.manipspace.oracles.plan.window_plan import WindowPlanOracle
 from tqdm import tqdm
 
-from rql_lite.provenance import silence_float32_bounds_warning
+from rql_lite.files import silence_float32_bounds_warning
 
 silence_float32_bounds_warning()  # OGBench's envs repeat it at every reset; see the docstring
 

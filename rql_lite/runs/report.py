@@ -46,7 +46,8 @@ HUNDRED_M_DOMAINS = ("puzzle-4x4-play", "cube-quadruple-play")
 def default_results_dir() -> str:
     """``results/`` of the checkout this package runs from (a clone or an editable install),
     else ``results`` under the working directory or its parent (a notebook in ``notebooks/``)."""
-    here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "results")
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # rql_lite/, above runs/
+    here = os.path.join(os.path.dirname(package), "results")
     for candidate in (here, "results", os.path.join("..", "results")):
         if os.path.isdir(candidate):
             return candidate
@@ -124,7 +125,7 @@ def find_records(root: str | None = None) -> list[Record]:
 def is_paper_scale(record: Record) -> bool:
     """Whether a record used the paper's hyperparameters and network sizes for its task."""
     from rql_lite.configs import DOMAINS, agent_config
-    from rql_lite.experiment import config_dict
+    from rql_lite.runs.experiment import config_dict
 
     if domain_of_task(record.task) not in DOMAINS or record.task not in benchmark_tasks():
         return False

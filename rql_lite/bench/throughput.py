@@ -30,7 +30,7 @@ import numpy as np
 from rql_lite.agent import AgentConfig, init_state
 from rql_lite.configs import paper_benchmark_config
 from rql_lite.data import ChunkDataset, from_arrays
-from rql_lite.provenance import device_description, git_commit, utc_now, write_json_atomic
+from rql_lite.files import device_description, git_commit, utc_now, write_json_atomic
 from rql_lite.train import (default_batching, init_states, run_layout, run_updates_jit, run_updates_seeds, runs_program,
                             seed_keys,
                             train_step)
@@ -474,7 +474,7 @@ def precision_learning(precisions=("default", "bfloat16"), seeds=(0, 1, 2), step
     """
     from rql_lite.agent import act
     from rql_lite.analysis import values_at
-    from rql_lite.toy_mdp import TwoStage
+    from rql_lite.teaching.toy_mdp import TwoStage
     from rql_lite.train import train, unstack
 
     task = TwoStage()

@@ -5,7 +5,7 @@ chunk open-loop, as the authors' release does; an episode ends at ``terminated o
 truncated`` (OGBench's time limit) or after ``max_steps``. Success is OGBench's
 ``info["success"]`` at the episode's last step. ``evaluate_many`` gives the same results for
 many agents (stacked runs) at once: all their episodes in lockstep, one policy call per chunk
-for all of them, the envs in worker processes (``rql_lite.env_workers``).
+for all of them, the envs in worker processes (``rql_lite.ogbench.env_workers``).
 
 Rendering (videos only) needs an OpenGL backend. Headless Linux uses EGL: on a CPU
 machine Mesa's software rasteriser (Debian/Ubuntu packages ``libegl1 libegl-mesa0
@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rql_lite.agent import AgentConfig, TrainState, act, sample_actions
-from rql_lite.provenance import silence_float32_bounds_warning
+from rql_lite.files import silence_float32_bounds_warning
 
 silence_float32_bounds_warning()  # OGBench's envs repeat it at every reset; see the docstring
 
@@ -308,7 +308,7 @@ def eval_pool(tasks: Sequence[str], num_episodes: int, workers: int | None = Non
     as in ``evaluate_many``. Close it when done: ``with eval_pool(...) as pool: ...``.
     Raises ``ValueError`` naming the first task whose env cannot be made.
     """
-    from rql_lite.env_workers import EnvPool, TaskError
+    from rql_lite.ogbench.env_workers import EnvPool, TaskError
 
     if isinstance(tasks, str):
         raise ValueError(f"tasks must be a list of task names (one per run), got the string {tasks!r}; "

@@ -53,7 +53,7 @@ def _command_line(argv) -> str:
 
 
 def _bench(args) -> int:
-    from rql_lite.bench import format_report, run_bench
+    from rql_lite.bench.throughput import format_report, run_bench
 
     if not args.configs and not args.eval_runs:
         raise ValueError("nothing to measure: give --configs paper and/or smoke, or --eval-runs R")
@@ -66,7 +66,7 @@ def _bench(args) -> int:
         print(format_report(payload))
         print(f"wrote {path}")
     if args.eval_runs:  # evaluation: R agents x E episodes, one episode at a time vs all in lockstep
-        from rql_lite.bench_eval import bench_evaluation, format_eval_report, write_record
+        from rql_lite.bench.evaluation import bench_evaluation, format_eval_report, write_record
 
         record = bench_evaluation(num_runs=args.eval_runs, num_episodes=args.eval_episodes,
                                   max_steps=args.eval_max_steps, log=print)
@@ -124,7 +124,7 @@ def _parse_overrides(pairs) -> dict:
 
 def spec_from_args(args):
     """The ``RunSpec`` a parsed ``train`` command line describes."""
-    from rql_lite.experiment import RunSpec
+    from rql_lite.runs.experiment import RunSpec
 
     if args.task is None and args.tasks is None:
         raise ValueError("give --task TASK, or --tasks TASK [TASK ...] for several tasks of one domain")
@@ -140,7 +140,7 @@ def spec_from_args(args):
 
 
 def _train(args) -> int:
-    from rql_lite.experiment import RunInterrupted, SegmentEnded, run
+    from rql_lite.runs.experiment import RunInterrupted, SegmentEnded, run
 
     spec = spec_from_args(args)
     received = {}
@@ -180,7 +180,7 @@ def _run_label(record: dict) -> str:
 
 
 def _generate(args) -> int:
-    from rql_lite.datagen import generate_dataset
+    from rql_lite.ogbench.generate import generate_dataset
 
     from rql_lite.data import generated_folder
 
@@ -197,8 +197,8 @@ def _generate(args) -> int:
 
 def _evaluate(args) -> int:
     from rql_lite.data import check_writable_directory
-    from rql_lite.evaluate import evaluate, make_eval_env, write_video
-    from rql_lite.experiment import claim_for_reading, load_run, runs_of
+    from rql_lite.ogbench.evaluate import evaluate, make_eval_env, write_video
+    from rql_lite.runs.experiment import claim_for_reading, load_run, runs_of
     from rql_lite.train import unstack
 
     if args.video_episodes > args.episodes:
@@ -234,9 +234,9 @@ def _evaluate(args) -> int:
 
 
 def _export(args) -> int:
-    from rql_lite import checkpoint
+    from rql_lite.runs import checkpoint
     from rql_lite.data import check_writable_directory
-    from rql_lite.experiment import claim_for_reading, load_run, read_run_info, runs_of
+    from rql_lite.runs.experiment import claim_for_reading, load_run, read_run_info, runs_of
     from rql_lite.train import unstack
 
     if os.path.isdir(args.out):

@@ -1,6 +1,6 @@
 """Evaluation throughput: the serial loop (``evaluate`` run by run) against ``evaluate_many``.
 
-``python -m rql_lite.bench_eval --runs 20 --episodes 50 --max-steps 200 --out results/bench``
+``python -m rql_lite.bench.evaluation --runs 20 --episodes 50 --max-steps 200 --out results/bench``
 times both on the same stacked agents and writes ``bench-eval-<platform>-<stamp>.json``.
 The agents are freshly initialised (random parameters) at the given profile's size: their
 policy calls cost what a trained agent's cost, but they never succeed, so their episodes run
@@ -69,8 +69,8 @@ def bench_evaluation(task: str = DEFAULT_TASK, num_runs: int = 20, num_episodes:
 
     from rql_lite.agent import act
     from rql_lite.configs import agent_config
-    from rql_lite.evaluate import _policy_chunks, eval_pool, evaluate, evaluate_many, make_eval_env
-    from rql_lite.provenance import device_description, git_commit, utc_now
+    from rql_lite.ogbench.evaluate import _policy_chunks, eval_pool, evaluate, evaluate_many, make_eval_env
+    from rql_lite.files import device_description, git_commit, utc_now
     from rql_lite.train import init_states, unstack
 
     say = log or (lambda *_: None)
@@ -170,7 +170,7 @@ def format_eval_report(record: dict) -> str:
 
 def write_record(record: dict, out_dir: str = "results/bench") -> str:
     """Write ``record`` atomically to ``out_dir/bench-eval-<platform>-<stamp>.json``; return the path."""
-    from rql_lite.provenance import write_json_atomic
+    from rql_lite.files import write_json_atomic
 
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     path = os.path.join(out_dir, f"bench-eval-{record['platform']}-{stamp}.json")
@@ -179,7 +179,7 @@ def write_record(record: dict, out_dir: str = "results/bench") -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rql_lite.bench_eval", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m rql_lite.bench.evaluation", description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", default=DEFAULT_TASK, help="OGBench task (default %(default)s)")
     parser.add_argument("--runs", type=int, default=20, help="agents evaluated at once (default %(default)s)")
     parser.add_argument("--episodes", type=int, default=50, help="episodes per agent (default %(default)s)")

@@ -225,7 +225,7 @@ def save_agent(path: str, state, metadata: dict, policy_only: bool = False) -> N
     instead of about 75 MB: the ten 4x512 value heads are most of an agent). Such a file acts and
     is evaluated like any other; it has no values to look inside.
     """
-    from rql_lite.experiment import config_dict
+    from rql_lite.runs.experiment import config_dict
 
     if np.ndim(state.step) != 0:
         raise ValueError("save_agent takes one seed's state; pick one with rql_lite.train.unstack(states, i)")

@@ -13,7 +13,7 @@ this module counts how many, on a real dataset, with ``rql_lite``'s own sampler:
   observation of that last row (one step too early), ``rql_lite`` from the next observation;
 - dataset actions that the release clips to ``+-(1 - 1e-5)``.
 
-Run it as ``python -m rql_lite.fidelity TASK [--dataset generated|PATH] --out FILE.json``.
+Run it as ``python -m rql_lite.ogbench.fidelity TASK [--dataset generated|PATH] --out FILE.json``.
 """
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def chunk_rule_fractions(dataset, horizon: int, num_chunks: int = 100_000, seed:
 def main(argv=None) -> None:
     from rql_lite import configs, data
 
-    parser = argparse.ArgumentParser(prog="python -m rql_lite.fidelity", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m rql_lite.ogbench.fidelity", description=__doc__.splitlines()[0])
     parser.add_argument("task", help="e.g. cube-double-play-singletask-task2-v0")
     parser.add_argument("--dataset", default="generated", help="generated, official or a NAME.npz path")
     parser.add_argument("--episodes", type=int, default=None, help="episodes to generate (default: published count)")
