@@ -381,6 +381,16 @@ def test_the_last_step_is_evaluated_and_saved_whatever_the_intervals(tmp_path, d
     assert on_disk["steps"] == meta["step"]  # a record never claims more than its checkpoint holds
 
 
+def test_resuming_a_finished_run_says_it_is_finished_and_trains_nothing(tmp_path, data_dir, straight, straight_dir):
+    out = tmp_path / "run"
+    shutil.copytree(straight_dir, out)
+    logged = []
+    records = run(spec(out, data_dir), resume=True, progress=False, log=logged.append)
+    assert any("is already finished (40 steps): nothing to train" in line for line in logged), logged
+    assert all(r["finished"] and r["steps"] == 40 for r in records)
+    assert_same_outcome(out, straight)
+
+
 def test_a_damaged_checkpoint_is_refused_by_name_and_the_previous_one_used(tmp_path, capsys, data_dir, straight):
     out = tmp_path / "run"
     run(spec(out, data_dir), **QUIET)

@@ -629,10 +629,11 @@ class _Run:
         self.curves = {by_name[name]: c for name, c in meta["curves"].items()}
         self.wall_before, self.started = float(meta["wall_time_s"]), time.perf_counter()
         self.longest_milestone = float(meta.get("longest_milestone_s", 0.0))
+        self.saved_step = int(meta["step"])
         if self.saved_step == self.spec.steps and self.evaluated_at(self.saved_step):
             self.log(f"{self.spec.out} is already finished ({self.saved_step} steps): nothing to train")
-        self.saved_step = int(meta["step"])
-        self.log(f"resumed from step {self.saved_step}")
+        else:
+            self.log(f"resumed from step {self.saved_step}")
         return states
 
     # ------------------------------------------------------------------ evaluation
