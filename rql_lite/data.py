@@ -369,6 +369,9 @@ def load_ogbench(
       ``(env, train, val, info)``: numpy dicts with OGBench's keys (rewards made sparse for
       scene and puzzle, as the paper does) and ``info`` with ``source``, ``path``, ``sha256``.
     """
+    from rql_lite.ogbench.env_workers import prepare_for_envs
+
+    prepare_for_envs()  # before MuJoCo's first import: EGL, not GLFW, on a headless machine
     import ogbench
 
     from rql_lite.configs import DOMAINS, domain_of
@@ -405,12 +408,9 @@ def load_ogbench(
     else:
         check_dataset_source(source)
         path = os.path.expanduser(source)
-    from rql_lite.files import silence_float32_bounds_warning
-
     val_path = path[: -len(".npz")] + "-val.npz"
     for split_path in (path, val_path):
         check_npz(split_path)
-    silence_float32_bounds_warning()
     try:
         env, train, val = ogbench.make_env_and_datasets(task, dataset_path=path)
     except KeyError as err:  # OGBench's relabelling reads keys such as qpos that check_npz does not require

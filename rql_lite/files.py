@@ -6,7 +6,6 @@ import json
 import os
 import platform
 import subprocess
-import warnings
 
 
 def device_description() -> str:
@@ -54,14 +53,3 @@ def write_json_atomic(path: str, payload: dict) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-
-
-def silence_float32_bounds_warning() -> None:
-    """Hide gymnasium's "precision lowered by casting to float32" warning, and only that one.
-
-    OGBench's manipulation envs declare their space bounds in float64 and build a new action
-    space on every access (each reset calls it), so gymnasium repeats this warning all through a
-    rollout. The cast is harmless here (observations and actions are float32 anyway), and the
-    warning would otherwise fill every notebook page. Every other warning still shows.
-    """
-    warnings.filterwarnings("ignore", message=r".*precision lowered by casting to float32", category=UserWarning)

@@ -101,3 +101,25 @@ def test_generate_writes_by_default_where_train_looks(monkeypatch, tmp_path):
             pass
         assert seen["out_dir"] == data.generated_folder(num_episodes=episodes, seed=seed)
         assert seen["out_dir"].startswith(str(tmp_path)) and "~" not in seen["out_dir"]
+
+
+def test_commands_that_make_envs_print_no_glfw_display_warning(tmp_path):
+    """On a machine without a display and without MUJOCO_GL, making an OGBench env must not try GLFW
+    (which warns "The DISPLAY environment variable is missing" on stderr): generate, train and evaluate."""
+    headless = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "DISPLAY", "WAYLAND_DISPLAY")}
+
+    def run(*args):
+        result = subprocess.run([sys.executable, "-m", "rql_lite", *args], capture_output=True, text=True,
+                                env=headless, timeout=600)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "DISPLAY environment variable" not in result.stderr and "GLFW" not in result.stderr, result.stderr
+        return result
+
+    data = tmp_path / "data"
+    run("generate", "cube-single-play-v0", "--episodes", "1", "--episode-length", "20", "--out", str(data))
+    out = tmp_path / "run"
+    run("train", "--task", "cube-single-play-singletask-task2-v0", "--dataset", str(data / "cube-single-play-v0.npz"),
+        "--steps", "2", "--eval-every", "2", "--save-every", "2", "--eval-episodes", "1", "--max-eval-steps", "5",
+        "--out", str(out), "--no-progress", "--set", "policy_hidden=8", "value_hidden=8", "num_values=2",
+        "batch_size=4")
+    run("evaluate", "--run", str(out), "--episodes", "1", "--max-steps", "5")

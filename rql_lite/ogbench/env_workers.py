@@ -25,12 +25,32 @@ import warnings
 import numpy as np
 
 WORKER_RUN_NAME = "__rql_lite_env_worker__"
+FLOAT32_BOUNDS_WARNING = r".*precision lowered by casting to float32"
+
+
+def prepare_for_envs() -> None:
+    """Set this process up for OGBench envs; call it before ``ogbench`` or ``mujoco`` is imported.
+
+    - On Linux, ``MUJOCO_GL=egl`` unless ``MUJOCO_GL`` is set. MuJoCo reads the variable once, when
+      it is first imported; unset, it initialises GLFW, which needs a display and, without one,
+      prints "The DISPLAY environment variable is missing" on stderr. EGL needs no display (Mesa's
+      software rasteriser on a CPU machine, the driver's EGL on an NVIDIA one). An explicit choice is
+      kept, and so is MuJoCo's if it was imported already (``ensure_headless_gl`` deals with that).
+    - gymnasium's "precision lowered by casting to float32" warning is hidden, and only that one:
+      OGBench's manipulation envs declare their bounds in float64 and build a new action space on
+      every access (each reset calls it), so it would repeat all through a rollout. The cast is
+      harmless here (observations and actions are float32 anyway). Every other warning still shows.
+    """
+    if sys.platform.startswith("linux") and "mujoco" not in sys.modules:
+        os.environ.setdefault("MUJOCO_GL", "egl")
+    warnings.filterwarnings("ignore", message=FLOAT32_BOUNDS_WARNING, category=UserWarning)
 
 
 def make_env(task: str):
     """The env of ``task``: an OGBench task name (``ogbench.make_env_and_datasets(task,
     env_only=True)``, as ``evaluate.make_eval_env`` makes it), or gymnasium's
     ``"module:EnvId-v0"`` form (gymnasium imports ``module``, which registers ``EnvId-v0``)."""
+    prepare_for_envs()
     if ":" in task:
         import gymnasium
 
@@ -134,10 +154,7 @@ def serve(connection) -> None:
     """
     # Ctrl-C reaches the whole process group; the parent handles it and closes its workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if sys.platform.startswith("linux"):  # as evaluate.py does: no GLFW (and its DISPLAY warning) headless
-        os.environ.setdefault("MUJOCO_GL", "egl")
-    # The same filter as provenance.silence_float32_bounds_warning (not imported: see the docstring).
-    warnings.filterwarnings("ignore", message=r".*precision lowered by casting to float32", category=UserWarning)
+    prepare_for_envs()
     envs = None
     try:
         while True:

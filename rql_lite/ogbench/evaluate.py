@@ -9,9 +9,9 @@ for all of them, the envs in worker processes (``rql_lite.ogbench.env_workers``)
 
 Rendering (videos only) needs an OpenGL backend. Headless Linux uses EGL: on a CPU
 machine Mesa's software rasteriser (Debian/Ubuntu packages ``libegl1 libegl-mesa0
-libgl1-mesa-dri libopengl0``), on an NVIDIA machine the driver's EGL. This module sets
-``MUJOCO_GL=egl`` on Linux when it is unset, and switches MuJoCo to EGL if MuJoCo was
-imported earlier without it (see ``ensure_headless_gl``).
+libgl1-mesa-dri libopengl0``), on an NVIDIA machine the driver's EGL. Making an env sets
+``MUJOCO_GL=egl`` on Linux when it is unset (``env_workers.prepare_for_envs``), and rendering
+switches MuJoCo to EGL if MuJoCo was imported earlier without it (``ensure_headless_gl``).
 
 Videos: ``write_video`` picks the format from the file extension. ``.mp4`` (and any
 other ffmpeg format) needs an ``ffmpeg`` program: the one on PATH, else the binary that
@@ -30,17 +30,12 @@ import uuid
 from types import SimpleNamespace
 from typing import Any, Sequence
 
-if platform.system() == "Linux" and "mujoco" not in sys.modules:
-    os.environ.setdefault("MUJOCO_GL", "egl")  # read once, when mujoco is first imported
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from rql_lite.agent import AgentConfig, TrainState, act, sample_actions
-from rql_lite.files import silence_float32_bounds_warning
-
-silence_float32_bounds_warning()  # OGBench's envs repeat it at every reset; see the docstring
+from rql_lite.ogbench.env_workers import prepare_for_envs
 
 DEFAULT_FPS = 20  # OGBench manipulation envs step at 20 Hz (control timestep 0.05 s)
 DEFAULT_RENDER_SIZE = 200  # OGBench's default render width and height
@@ -114,6 +109,7 @@ def make_eval_env(task: str, render: bool = False, width: int = DEFAULT_RENDER_S
     passing ``render_mode='rgb_array'`` only makes gymnasium warn), and its locomotion envs
     default to ``render_mode='rgb_array'``, so none is passed.
     """
+    prepare_for_envs()
     import ogbench
 
     if render:

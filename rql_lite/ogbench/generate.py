@@ -34,18 +34,10 @@ import secrets
 import time
 import zipfile
 
-import gymnasium
 import numpy as np
-import ogbench  # noqa: F401  (registers the manipulation envs with gymnasium)
-from ogbench.manipspace.oracles.plan.button_plan import ButtonPlanOracle
-from ogbench.manipspace.oracles.plan.cube_plan import CubePlanOracle
-from ogbench.manipspace.oracles.plan.drawer_plan import DrawerPlanOracle
-from ogbench.manipspace.oracles.plan.window_plan import WindowPlanOracle
 from tqdm import tqdm
 
-from rql_lite.files import silence_float32_bounds_warning
-
-silence_float32_bounds_warning()  # OGBench's envs repeat it at every reset; see the docstring
+from rql_lite.ogbench.env_workers import prepare_for_envs
 
 ORACLE_NOISE = 0.1
 ORACLE_NOISE_SMOOTHING = 0.5
@@ -247,6 +239,14 @@ def _env_and_oracles(recipe: Recipe, episode_length: int):
     Building the MuJoCo model takes about as long as simulating an episode, so workers
     reuse one env; ``env.reset`` restores all state the recorded data depends on.
     """
+    prepare_for_envs()  # before MuJoCo's first import: EGL, not GLFW, on a headless machine
+    import gymnasium
+    import ogbench  # noqa: F401  (registers the manipulation envs with gymnasium)
+    from ogbench.manipspace.oracles.plan.button_plan import ButtonPlanOracle
+    from ogbench.manipspace.oracles.plan.cube_plan import CubePlanOracle
+    from ogbench.manipspace.oracles.plan.drawer_plan import DrawerPlanOracle
+    from ogbench.manipspace.oracles.plan.window_plan import WindowPlanOracle
+
     # The extra step's row is the terminal row that only provides the last observation.
     env = gymnasium.make(
         recipe.env_id,
