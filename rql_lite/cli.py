@@ -306,7 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="several tasks of one domain (e.g. its task1 ... task5), trained as tasks x seeds agents in "
                          "one program on one copy of the shared dataset; one record per (task, seed)")
     tr.add_argument("--agent", default="rql", choices=["rql", "tfql"])
-    tr.add_argument("--seeds", type=NON_NEGATIVE, nargs="+", default=[0], help="trained side by side with vmap")
+    tr.add_argument("--seeds", type=NON_NEGATIVE, nargs="+", default=[0], help="trained side by side in one program: one after another (lax.map) on one CPU device, "
+                         "batched (vmap) on an accelerator")
     tr.add_argument("--steps", type=COUNT, default=None, help="gradient steps (profile default: smoke 200, full 1M)")
     tr.add_argument("--dataset", default="generated", help="official | generated | path/to/NAME.npz (default: %(default)s)")
     tr.add_argument("--out", required=True, help="run directory: run.json, checkpoint, records/")

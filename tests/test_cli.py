@@ -123,3 +123,19 @@ def test_commands_that_make_envs_print_no_glfw_display_warning(tmp_path):
         "--out", str(out), "--no-progress", "--set", "policy_hidden=8", "value_hidden=8", "num_values=2",
         "batch_size=4")
     run("evaluate", "--run", str(out), "--episodes", "1", "--max-steps", "5")
+
+
+def test_the_seeds_help_and_the_readme_say_how_runs_share_a_program():
+    """The default is lax.map (one run after another) on one CPU device and vmap on accelerators
+    (train.default_batching): no text may say the seeds are vmapped without saying where."""
+    import re
+
+    from rql_lite.cli import build_parser
+
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    seeds_help = next(action.help for action in train._actions if "--seeds" in action.option_strings)
+    assert "lax.map" in seeds_help and "vmap" in seeds_help and "CPU" in seeds_help, seeds_help
+    readme = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")).read()
+    for paragraph in re.split(r"\n\s*\n", readme):
+        if re.search(r"vmap", paragraph):
+            assert re.search(r"lax\.map|accelerator|GPU", paragraph), paragraph

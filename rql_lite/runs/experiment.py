@@ -7,8 +7,9 @@ machine-readable record per seed: success curve, steps, device, git commit, wall
 Results tables are built only from such records.
 
 A run may cover several tasks of one domain (``--tasks``): they share one dataset, so the
-``tasks x seeds`` agents train in one vmapped program (``rql_lite.train``), and each
-(task, seed) gets its own record, ``records/{task}/seed{S}.json``.
+``tasks x seeds`` agents train in one program (``rql_lite.train.runs_program``: one after another
+with ``lax.map`` on a CPU, batched with ``vmap`` on an accelerator), and each (task, seed) gets its
+own record, ``records/{task}/seed{S}.json``.
 
 A run may also be cut into time-limited segments (``max_minutes``): it stops before the
 limit at the end of a dispatch, checkpoints, writes its records (unfinished), and the same
