@@ -157,7 +157,7 @@ def _init_params(config: AgentConfig, key: jax.Array):
 
 def init_state(config: AgentConfig, key: jax.Array) -> TrainState:
     """Fresh parameters; target and EMA copies start equal to the online ones."""
-    # Initialising under jit is ~10x faster than Flax's eager init on CPU.
+    # Under jit: one compiled program instead of Flax's eager, operation-by-operation init.
     policy_params, value_params, opt_state = _init_params(config, key)
     return TrainState(
         step=jnp.zeros((), jnp.int32),

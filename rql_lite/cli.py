@@ -363,7 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--task", default=None, help="which task, for a run that trained several (--tasks)")
     ex.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     ex.add_argument("--policy-only", action="store_true",
-                    help="keep only the EMA policy (acting and evaluation; ~3 MB at the paper's size, not ~75 MB)")
+                    help="keep only the EMA policy (acting and evaluation): one network of the agent's 22 at the "
+                         "paper's size (2 policies, 10 value heads and their 10 targets)")
     ex.add_argument("--out", required=True, help="e.g. results/.../agent-seed0.msgpack")
     ex.set_defaults(func=_export)
     return parser

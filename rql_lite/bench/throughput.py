@@ -539,9 +539,10 @@ def precision_study(precisions=("default", "bfloat16"), cost_configs=("paper", "
 
 
 def sweep_dispatch_default(name: str, platform: str) -> int:
-    """Updates per dispatch of the runs sweep: few on a CPU at the paper's sizes (an update there is
-    ~0.2 s per run: 8 keep a dispatch of 4 runs near 10 s; 2 measured ~10% fewer updates per
-    CPU-second than 8 there), more elsewhere; dispatch overhead is negligible against any of them."""
+    """Updates per dispatch of the runs sweep: few on a CPU at the paper's sizes, where one update of
+    one run is slow enough that 8 keep a dispatch of a few runs within the sweep's seconds per round,
+    more elsewhere; dispatch overhead is negligible against any of them. The record keeps the value
+    used (``updates_per_dispatch``) beside the rates measured with it."""
     if platform == "cpu":
         return 8 if name == "paper" else 100
     return 200

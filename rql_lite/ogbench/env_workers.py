@@ -272,7 +272,7 @@ class EnvPool:
                 process.join(timeout=1.0)
                 raise WorkerError(f"env worker {k} (pid {process.pid}) ended unexpectedly (exit code "
                                   f"{process.exitcode}) during {method!r}; its error, if any, is printed above. "
-                                  "Killed for memory? Each env takes ~0.1-0.2 GB: pass a smaller max_envs. A "
+                                  "Killed for memory? Each env holds its own MuJoCo model: pass a smaller max_envs. A "
                                   "script that starts workers needs the `if __name__ == \"__main__\":` guard "
                                   "(workers are spawned, and spawn runs the main script again)") from None
             if status != "ok":

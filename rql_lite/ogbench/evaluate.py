@@ -226,8 +226,8 @@ def evaluate(env, state: TrainState, num_episodes: int, seed: int = 0, video_epi
 
 # --------------------------------------------------------------------------- many agents at once
 
-ENV_MEMORY_BYTES = 150 * 2**20  # one OGBench manipulation env: measured 60-170 MB (MuJoCo models, meshes)
-WORKER_MEMORY_BYTES = 600 * 2**20  # one worker process with OGBench and MuJoCo imported (~0.55 GB measured)
+ENV_MEMORY_BYTES = 150 * 2**20  # planned per OGBench manipulation env (its MuJoCo model and meshes), generously
+WORKER_MEMORY_BYTES = 600 * 2**20  # planned per worker process with OGBench and MuJoCo imported, generously
 MAX_ENVS_PER_WORKER = 64
 MIN_ENVS_PER_WORKER = 4  # for the default number of workers (see eval_pool)
 
@@ -298,8 +298,8 @@ def eval_pool(tasks: Sequence[str], num_episodes: int, workers: int | None = Non
 
     ``evaluate_many`` makes and closes one itself by default. Make one yourself to reuse it
     across evaluations of the same runs (a training run evaluates every ``eval_every``
-    steps): building an OGBench env takes ~0.5 s of CPU and ~0.1-0.2 GB, about as long as
-    running a 500-step episode in it. The pool holds ``R * B`` envs, ``B`` of each run's task,
+    steps): building an OGBench env costs about as much CPU time as running an episode in it,
+    and memory for its MuJoCo model. The pool holds ``R * B`` envs, ``B`` of each run's task,
     with ``B = min(num_episodes, max_envs // R)`` (at least 1); ``workers`` and ``max_envs``
     as in ``evaluate_many``. Close it when done: ``with eval_pool(...) as pool: ...``.
     Raises ``ValueError`` naming the first task whose env cannot be made.
@@ -323,7 +323,7 @@ def eval_pool(tasks: Sequence[str], num_episodes: int, workers: int | None = Non
     per_wave = max(1, min(int(num_episodes), limit // len(tasks)))  # B
     slots = len(tasks) * per_wave
     # By default a worker gets at least MIN_ENVS_PER_WORKER envs: starting one (a fresh interpreter
-    # importing OGBench and MuJoCo) costs ~2-3 s, as much as building ~4 envs; below that, this process.
+    # importing OGBench and MuJoCo) costs about as much as building a few envs; below that, this process.
     count = min(wanted, slots // MIN_ENVS_PER_WORKER) if workers is None else min(wanted, slots)
     pool = EnvPool([task for task in tasks for _ in range(per_wave)], count)
     pool.tasks, pool.per_wave = tasks, per_wave  # slot s holds run s // B's task
@@ -355,7 +355,7 @@ def evaluate_many(tasks: Sequence[str], states: TrainState, num_episodes: int, s
     steps them in lockstep: one jitted policy call per chunk gives every slot its next chunk
     (finished episodes are computed and ignored), then the env workers run the chunks. ``B`` is
     ``num_episodes`` unless ``max_envs`` is smaller than ``R * num_episodes``: OGBench's
-    manipulation envs take ~0.1-0.2 GB and ~0.5 s each to build, so 20 runs x 50 episodes
+    manipulation envs take memory and time to build, so 20 runs x 50 episodes
     cannot all be held at once. Envs are reused from wave to wave (``evaluate`` reuses one env
     too; a reset with a seed starts the same episode either way).
 

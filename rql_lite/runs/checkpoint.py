@@ -218,11 +218,11 @@ def save_agent(path: str, state, metadata: dict, policy_only: bool = False) -> N
     """Write one seed's agent (a single, not stacked, ``TrainState``) for acting and analysis.
 
     Keeps the config, the step and the four parameter sets (policy, value, target value, EMA
-    policy) but not the optimiser state, so the file is about a third of a checkpoint's size
-    and small enough to share. It cannot resume training; a checkpoint can. Written atomically.
+    policy) but not the optimiser state, so the file is about half a checkpoint's size (Adam's
+    two moments of each online parameter are the other half) and small enough to share. It cannot resume training; a checkpoint can. Written atomically.
 
-    ``policy_only``: keep only the EMA policy, the one that acts (at the paper's size about 3 MB
-    instead of about 75 MB: the ten 4x512 value heads are most of an agent). Such a file acts and
+    ``policy_only``: keep only the EMA policy, the one that acts: one network of the agent's 22 at
+    the paper's size (two policies, ten 4x512 value heads and their ten targets). Such a file acts and
     is evaluated like any other; it has no values to look inside.
     """
     from rql_lite.runs.experiment import config_dict

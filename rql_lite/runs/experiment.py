@@ -648,7 +648,7 @@ class _Run:
 
         runs = self.spec.runs()
         tasks = [task for task, _ in runs]
-        if self.eval_pool is None:  # built once per command: an OGBench env takes ~0.5 s to make
+        if self.eval_pool is None:  # built once per command: making envs (and worker processes) is slow
             self.eval_pool = eval_pool(tasks, self.spec.eval_episodes)
         results = evaluate_many(tasks, states, self.spec.eval_episodes, [1000 * seed + step for _, seed in runs],
                                 max_steps=self.spec.max_eval_steps, pool=self.eval_pool)
