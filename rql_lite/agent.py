@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from rql_lite import losses
+from rql_lite import checks, losses
 from rql_lite.flow import euler, interpolate, reverse_to_flow_times, velocity_regression_loss
 from rql_lite.networks import MATMUL_PRECISIONS, ValueEnsemble, VelocityField
 
@@ -60,42 +60,32 @@ class AgentConfig:
     matmul_precision: str = "default"
 
     def __post_init__(self):
-        object.__setattr__(self, "policy_hidden", tuple(int(w) for w in self.policy_hidden))
-        object.__setattr__(self, "value_hidden", tuple(int(w) for w in self.value_hidden))
-        positive_ints = ("obs_dim", "action_dim", "horizon", "flow_steps", "num_values", "batch_size")
-        for name in positive_ints:
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                hint = {"flow_steps": " (K, the number of Euler steps)", "horizon": " (h, the action-chunk length)"}
-                raise ValueError(f"{name}{hint.get(name, '')} must be an integer >= 1, got {value!r}")
+        for name in ("policy_hidden", "value_hidden"):
+            widths = getattr(self, name)
+            widths = (widths,) if checks.is_int(widths) else tuple(widths)
+            object.__setattr__(self, name, tuple(checks.check_int(w, f"{name} widths", 1) for w in widths))
+        hints = {"flow_steps": "K, the number of Euler steps", "horizon": "h, the action-chunk length"}
+        for name in ("obs_dim", "action_dim", "horizon", "flow_steps", "num_values", "batch_size"):
+            checks.check_int(getattr(self, name), name, 1, hint=hints.get(name, ""))
         for field in dataclasses.fields(self):  # annotations are strings here (postponed evaluation)
             value = getattr(self, field.name)
-            if field.type == "float" and (isinstance(value, bool) or not isinstance(value, (int, float, np.number))
-                                          or not math.isfinite(value)):
-                raise ValueError(f"{field.name} must be a finite number, got {value!r}")
+            if field.type == "float":
+                checks.check_number(value, field.name)
             if field.type == "bool" and not isinstance(value, (bool, np.bool_)):
                 raise ValueError(f"{field.name} must be True or False, got {value!r}")
-        if not 0.0 < self.expectile < 1.0:
-            raise ValueError(f"expectile (kappa) must lie strictly between 0 and 1, got {self.expectile}; 0.5 is SARSA-like, 0.9 is close to max")
-        if not self.alpha >= 0.0:
-            raise ValueError(f"alpha (BC coefficient) must be >= 0, got {self.alpha}")
-        if not self.pessimism >= 0.0:
-            raise ValueError(f"pessimism (rho) must be >= 0, got {self.pessimism}")
-        if not 0.0 <= self.discount <= 1.0:
-            raise ValueError(f"discount must lie in [0, 1], got {self.discount}")
-        for name in ("tau", "ema_rate"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
-        if not self.learning_rate > 0.0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        checks.check_number(self.expectile, "expectile", above=0.0, below=1.0, hint="kappa",
+                            note="0.5 is SARSA-like, 0.9 is close to max")
+        checks.check_number(self.alpha, "alpha", minimum=0.0, hint="BC coefficient")
+        checks.check_number(self.pessimism, "pessimism", minimum=0.0, hint="rho")
+        for name in ("discount", "tau", "ema_rate"):
+            checks.check_number(getattr(self, name), name, 0.0, 1.0)
+        checks.check_number(self.learning_rate, "learning_rate", above=0.0)
         for name, allowed in (("agent", AGENTS), ("policy_loss", POLICY_LOSSES), ("flow_time_mode", FLOW_TIME_MODES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.matmul_precision not in MATMUL_PRECISIONS:
             raise ValueError(f"matmul_precision must be one of {MATMUL_PRECISIONS} ('default': XLA's default, what the "
                              f"authors' release ran with), got {self.matmul_precision!r}")
-        if any(w < 1 for w in self.policy_hidden + self.value_hidden):
-            raise ValueError("hidden layer widths must be >= 1")
 
     @property
     def chunk_dim(self) -> int:
@@ -106,10 +96,16 @@ class AgentConfig:
         return dataclasses.replace(self, **changes)
 
 
+def config_dict(config: AgentConfig) -> dict:
+    """``config`` as stored in JSON (run.json, checkpoints, agent files, records): every field, tuples
+    as lists. ``AgentConfig(**config_dict(config)) == config``."""
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items()}
+
+
 def complete_config_dict(config: dict) -> dict:
-    """A stored config (run.json, checkpoint, record) with each ``AgentConfig`` field it lacks set to
-    its default, in ``experiment.config_dict``'s form. A file written before a field existed ran with
-    that field's default (e.g. ``matmul_precision="default"``), so compare configs through this."""
+    """A stored config with each ``AgentConfig`` field it lacks set to its default, in ``config_dict``'s
+    form. A file written before a field existed ran with that field's default (e.g.
+    ``matmul_precision="default"``), so compare stored configs through this."""
     out = dict(config)
     for field in dataclasses.fields(AgentConfig):
         if field.name not in out and field.default is not dataclasses.MISSING:

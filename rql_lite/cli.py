@@ -1,17 +1,36 @@
 """Command line: ``python -m rql_lite <command>``; ``--help`` lists the commands.
 
-Bad input is one line on stderr (``error: ...``) naming the argument or file and the fix, exit
-code 2, and nothing is created or changed. Ctrl-C (or SIGTERM) during ``train`` saves the progress
-and says how to continue (exit code 130, or 143 for SIGTERM).
+Argument parsing and dispatch only: each command calls the library. Bad input is one line on
+stderr (``error: ...``) naming the argument or file and the fix, exit code 2, and nothing is
+created or changed. Ctrl-C (or SIGTERM) during ``train`` saves the progress and says how to
+continue (exit code 130, or 143 for SIGTERM). Nothing in the package imports this module.
 """
 from __future__ import annotations
 
 import argparse
-import math
+import dataclasses
 import os
 import shlex
 import signal
 import sys
+
+import jax
+import numpy as np
+
+from rql_lite import checks
+from rql_lite.agent import AGENTS, AgentConfig
+from rql_lite.bench import evaluation as bench_evaluation
+from rql_lite.bench import suite
+from rql_lite.files import check_writable_directory
+from rql_lite.ogbench.datasets import DEFAULT_DATA_DIR, generated_folder
+from rql_lite.ogbench.evaluate import evaluate_many
+from rql_lite.ogbench.generate import generate_dataset
+from rql_lite.ogbench.videos import write_video
+from rql_lite.runs import checkpoint
+from rql_lite.runs.experiment import RunInterrupted, SegmentEnded, run
+from rql_lite.runs.rundir import claim_for_reading, load_run, read_run_info, runs_of
+from rql_lite.runs.spec import RunSpec
+from rql_lite.train import unstack
 
 
 class _Parser(argparse.ArgumentParser):
@@ -21,31 +40,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see: {self.prog} --help)\n")
 
 
-def _int_at_least(minimum: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {value}")
-        return value
-
-    parse.__name__ = f"integer >= {minimum}"
-    return parse
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return value
-
-
-COUNT, NON_NEGATIVE = _int_at_least(1), _int_at_least(0)
+COUNT, NON_NEGATIVE = checks.int_argument(1), checks.int_argument(0)
+POSITIVE = checks.number_argument(above=0.0)
 
 
 def _command_line(argv) -> str:
@@ -53,25 +49,21 @@ def _command_line(argv) -> str:
 
 
 def _bench(args) -> int:
-    from rql_lite.bench.throughput import format_report, run_bench
-
     if not args.configs and not args.eval_runs:
         raise ValueError("nothing to measure: give --configs paper and/or smoke, or --eval-runs R")
     if args.configs:
-        payload, path = run_bench(args.configs, num_seeds=args.seeds, updates_per_dispatch=args.updates_per_dispatch,
+        payload, path = suite.run_bench(args.configs, num_seeds=args.seeds, updates_per_dispatch=args.updates_per_dispatch,
                                   min_seconds=args.min_seconds, out_dir=args.out, runs=args.runs,
                                   sweep_seconds=args.sweep_seconds,
                                   sweep_updates_per_dispatch=args.sweep_updates_per_dispatch,
                                   rounds=args.rounds, precision=args.precision, log=print)
-        print(format_report(payload))
+        print(suite.format_report(payload))
         print(f"wrote {path}")
     if args.eval_runs:  # evaluation: R agents x E episodes, one episode at a time vs all in lockstep
-        from rql_lite.bench.evaluation import bench_evaluation, format_eval_report, write_record
-
-        record = bench_evaluation(num_runs=args.eval_runs, num_episodes=args.eval_episodes,
-                                  max_steps=args.eval_max_steps, log=print)
-        print(format_eval_report(record))
-        print(f"wrote {write_record(record, args.out)}")
+        record = bench_evaluation.bench_evaluation(num_runs=args.eval_runs, num_episodes=args.eval_episodes,
+                                                   max_steps=args.eval_max_steps, log=print)
+        print(bench_evaluation.format_eval_report(record))
+        print(f"wrote {bench_evaluation.write_record(record, args.out)}")
     return 0
 
 
@@ -84,10 +76,6 @@ def _parse_overrides(pairs) -> dict:
     Each value is read strictly as its field's type (``value_layer_norm=maybe`` and
     ``learning_rate=inf`` are errors); ranges are checked when the config is built.
     """
-    import dataclasses
-
-    from rql_lite.agent import AgentConfig
-
     types = {f.name: f.type for f in dataclasses.fields(AgentConfig)}
     out = {}
     for pair in pairs or []:
@@ -106,8 +94,7 @@ def _parse_overrides(pairs) -> dict:
                 out[name] = int(value)
             elif kind == "float":
                 out[name] = float(value)
-                if not math.isfinite(out[name]):
-                    raise ValueError(f"--set {name}={value}: must be a finite number")
+                checks.check_number(out[name], f"--set {name}={value}:")
             elif kind == "bool":
                 if value.lower() not in TRUE_WORDS + FALSE_WORDS:
                     raise ValueError(f"--set {name}={value}: expected true or false")
@@ -124,8 +111,6 @@ def _parse_overrides(pairs) -> dict:
 
 def spec_from_args(args):
     """The ``RunSpec`` a parsed ``train`` command line describes."""
-    from rql_lite.runs.experiment import RunSpec
-
     if args.task is None and args.tasks is None:
         raise ValueError("give --task TASK, or --tasks TASK [TASK ...] for several tasks of one domain")
     if args.task is not None and args.tasks is not None:
@@ -140,8 +125,6 @@ def spec_from_args(args):
 
 
 def _train(args) -> int:
-    from rql_lite.runs.experiment import RunInterrupted, SegmentEnded, run
-
     spec = spec_from_args(args)
     received = {}
 
@@ -180,10 +163,6 @@ def _run_label(record: dict) -> str:
 
 
 def _generate(args) -> int:
-    from rql_lite.ogbench.generate import generate_dataset
-
-    from rql_lite.data import generated_folder
-
     # By default, the folder that `train --dataset generated` reads for these settings.
     out = os.path.expanduser(args.out) if args.out else generated_folder(
         num_episodes=args.episodes, seed=args.seed, episode_length=args.episode_length)
@@ -196,11 +175,6 @@ def _generate(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from rql_lite.data import check_writable_directory
-    from rql_lite.ogbench.evaluate import evaluate, make_eval_env, write_video
-    from rql_lite.runs.experiment import claim_for_reading, load_run, runs_of
-    from rql_lite.train import unstack
-
     if args.video_episodes > args.episodes:
         raise ValueError(f"--video-episodes {args.video_episodes} exceeds --episodes {args.episodes}; "
                          f"record at most as many episodes as are run")
@@ -213,12 +187,13 @@ def _evaluate(args) -> int:
         if args.task is not None and args.task not in tasks:
             raise ValueError(f"task {args.task} is not in {args.run} (its tasks: {', '.join(tasks)})")
         several = len(tasks) > 1
-        chosen = [(i, task, seed) for i, (task, seed) in enumerate(runs) if args.task in (None, task)]
-        envs = {task: make_eval_env(task, render=args.video_episodes > 0) for _, task, _ in chosen}
-        try:
-            for i, task, seed in chosen:
-                result = evaluate(envs[task], unstack(states, i), args.episodes, seed=args.seed,
-                                  video_episodes=args.video_episodes, max_steps=args.max_steps)
+        chosen = [i for i, (task, _) in enumerate(runs) if args.task in (None, task)]
+        picked = jax.tree_util.tree_map(lambda x: x[np.asarray(chosen)], states)
+        try:  # every chosen (task, seed) at once, each with the evaluation seed --seed
+            results = evaluate_many([runs[i][0] for i in chosen], picked, args.episodes, [args.seed] * len(chosen),
+                                    max_steps=args.max_steps, video_episodes=args.video_episodes)
+            for i, result in zip(chosen, results):
+                task, seed = runs[i]
                 name = f"{task} seed {seed}" if several else f"seed {seed}"
                 print(f"{name} (step {meta['step']}): success rate {result['success_rate']:.3f} over "
                       f"{args.episodes} episodes")
@@ -234,11 +209,6 @@ def _evaluate(args) -> int:
 
 
 def _export(args) -> int:
-    from rql_lite.runs import checkpoint
-    from rql_lite.data import check_writable_directory
-    from rql_lite.runs.experiment import claim_for_reading, load_run, read_run_info, runs_of
-    from rql_lite.train import unstack
-
     if os.path.isdir(args.out):
         raise ValueError(f"export --out {args.out} is a directory; give a file path, e.g. "
                          f"{os.path.join(args.out, f'agent-seed{args.seed}.msgpack')}")
@@ -268,6 +238,10 @@ def _export(args) -> int:
     return 0
 
 
+def _add_run_argument(parser) -> None:
+    parser.add_argument("--run", required=True, help="a train command's --out directory")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m rql_lite", description=__doc__.split("\n\n")[0],
                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -278,12 +252,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seeds", type=COUNT, default=4, help="also time this many vmapped seeds (1 to skip)")
     bench.add_argument("--updates-per-dispatch", type=COUNT, default=None,
                        help="updates per lax.scan call (default: 10 on CPU for paper, 200 for smoke, 1000 on GPU)")
-    bench.add_argument("--min-seconds", type=_positive_float, default=10.0,
+    bench.add_argument("--min-seconds", type=POSITIVE, default=10.0,
                        help="time each measurement for at least this long")
     bench.add_argument("--runs", type=COUNT, nargs="*", default=None, metavar="R",
                        help="runs in one program for the runs sweep (tasks x seeds, aggregate updates/s, projections); "
                             "default 1 2 4 8 16 20, on CPU 1 2 4 for paper; --runs with no value skips the sweep")
-    bench.add_argument("--sweep-seconds", type=_positive_float, default=10.0,
+    bench.add_argument("--sweep-seconds", type=POSITIVE, default=10.0,
                        help="timed seconds per R in the sweep (and per precision), split over --rounds")
     bench.add_argument("--sweep-updates-per-dispatch", type=COUNT, default=None,
                        help="updates per run per dispatch in the sweep (default: on CPU 8 for paper, 100 for smoke; 200 on GPU)")
@@ -305,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--tasks", nargs="+", default=None, metavar="TASK",
                     help="several tasks of one domain (e.g. its task1 ... task5), trained as tasks x seeds agents in "
                          "one program on one copy of the shared dataset; one record per (task, seed)")
-    tr.add_argument("--agent", default="rql", choices=["rql", "tfql"])
+    tr.add_argument("--agent", default="rql", choices=list(AGENTS))
     tr.add_argument("--seeds", type=NON_NEGATIVE, nargs="+", default=[0], help="trained side by side in one program: one after another (lax.map) on one CPU device, "
                          "batched (vmap) on an accelerator")
     tr.add_argument("--steps", type=COUNT, default=None, help="gradient steps (profile default: smoke 200, full 1M)")
@@ -324,12 +298,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--max-eval-steps", type=COUNT, default=None,
                     help="cap on evaluation episode length (default: env's)")
     tr.add_argument("--label", default=None, help="the method's name in results tables (default: the agent, e.g. RQL)")
-    tr.add_argument("--data-dir", default="~/.rql_lite/datasets",
+    tr.add_argument("--data-dir", default=DEFAULT_DATA_DIR,
                     help="where datasets are downloaded or generated (default: %(default)s)")
     tr.add_argument("--workers", type=COUNT, default=1, help="processes for dataset generation")
     tr.add_argument("--video-episodes", type=NON_NEGATIVE, default=0,
                     help="record this many episodes per seed at the end")
-    tr.add_argument("--max-minutes", type=_positive_float, default=None,
+    tr.add_argument("--max-minutes", type=POSITIVE, default=None,
                     help="end cleanly before this many minutes (a segment): save, write the records as unfinished, "
                          "exit 0 and print the command that continues (--resume). The clock starts once Python "
                          "has imported the library, and the first dispatch of every command always runs (so each "
@@ -348,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.set_defaults(func=_generate)
 
     ev = sub.add_parser("evaluate", help="evaluate a trained run's EMA policy; optionally record videos")
-    ev.add_argument("--run", required=True, help="a train command's --out directory")
+    _add_run_argument(ev)
     ev.add_argument("--episodes", type=COUNT, default=50, help="episodes per (task, seed) (default: %(default)s)")
     ev.add_argument("--task", default=None, help="evaluate only this task of a run that trained several")
     ev.add_argument("--max-steps", type=COUNT, default=None, help="cap on episode length (default: the env's)")
@@ -358,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=_evaluate)
 
     ex = sub.add_parser("export", help="write one (task, seed) of a run as a small agent file (acting and analysis only)")
-    ex.add_argument("--run", required=True, help="a train command's --out directory")
+    _add_run_argument(ex)
     ex.add_argument("--seed", type=NON_NEGATIVE, default=0, help="which trained seed of the run")
     ex.add_argument("--task", default=None, help="which task, for a run that trained several (--tasks)")
     ex.add_argument("--overwrite", action="store_true", help="replace --out if it exists")

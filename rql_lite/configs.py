@@ -1,13 +1,19 @@
-"""The paper's per-domain hyperparameters and the run profiles (smoke / full).
+"""The paper's per-domain hyperparameters, the run profiles (smoke / full), and task names.
 
 ``DOMAINS`` is the paper's table of per-domain settings (appendix C and the authors' public
-commands), as printed in chapter 6 of the book. ``agent_config``
-turns a task name into an ``AgentConfig``; any field can be overridden.
+commands), as printed in chapter 6 of the book. ``agent_config`` turns a task name into an
+``AgentConfig``; any field can be overridden.
+
+Task names are OGBench's: the single-task variant ``N`` of a domain's dataset is
+``{domain}-singletask-task{N}-v0`` (``task_name``), and it trains on the dataset ``{domain}-v0``
+(``dataset_name_for_task``). This module is the one place that knows these names, so that checking
+a run's tasks needs neither OGBench nor MuJoCo.
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 
 from rql_lite.agent import AgentConfig
 
@@ -43,6 +49,75 @@ RUN_PROFILES: dict[str, dict] = {
     "smoke": dict(steps=200, eval_every=100, eval_episodes=2, save_every=100,
                   dataset_episodes=4, episode_length=200, max_eval_steps=100),
 }
+
+
+# The ten OGBench domains of the paper, in its table's order.
+BENCHMARK_DOMAINS = (
+    "antmaze-large-navigate", "antmaze-giant-navigate", "humanoidmaze-medium-navigate",
+    "humanoidmaze-large-navigate", "scene-play", "puzzle-3x3-play", "puzzle-4x4-play",
+    "cube-double-play", "cube-triple-play", "cube-quadruple-play",
+)
+TASKS_PER_DOMAIN = 5  # OGBench's single-task variants task1 ... task5 of every domain
+# The part of a task name that selects the task within its dataset: "-singletask[-taskN]" or
+# "-oraclerep", just before the version suffix.
+TASK_MARKER = re.compile(r"-(?:singletask(?:-task\d+)?|oraclerep)(?=-v\d+$)")
+
+
+def task_name(domain: str, index: int) -> str:
+    """OGBench's name of single-task variant ``index`` (1 to 5) of ``domain``:
+    ``task_name("cube-double-play", 2) == "cube-double-play-singletask-task2-v0"``."""
+    return f"{domain}-singletask-task{index}-v0"
+
+
+def domain_tasks(domain: str) -> list[str]:
+    """The five single-task names of ``domain``."""
+    return [task_name(domain, i) for i in range(1, TASKS_PER_DOMAIN + 1)]
+
+
+def known_tasks() -> list[str]:
+    """Every single-task name this project has hyperparameters for."""
+    return [task for domain in DOMAINS for task in domain_tasks(domain)]
+
+
+def benchmark_tasks(domain: str | None = None) -> list[str]:
+    """The paper's 50 single-task names (or the five of one domain), in its table's order."""
+    return [task for d in (BENCHMARK_DOMAINS if domain is None else (domain,)) for task in domain_tasks(d)]
+
+
+def dataset_name_for_task(task: str) -> str:
+    """The dataset an OGBench task trains on: ``"cube-double-play-singletask-task2-v0"`` and
+    ``"cube-double-play-oraclerep-v0"`` both map to ``"cube-double-play-v0"``; a dataset name is
+    returned unchanged."""
+    return TASK_MARKER.sub("", task)
+
+
+def check_task(task: str) -> None:
+    """``ValueError`` for a task name this project does not know, listing close names."""
+    tasks = known_tasks()
+    if task in tasks:
+        return
+    close = difflib.get_close_matches(task, tasks, n=4, cutoff=0.5)
+    hint = f" Close names: {', '.join(close)}." if close else ""
+    raise ValueError(f"unknown task {task!r}.{hint} Tasks look like '{task_name('cube-double-play', 2)}' "
+                     f"(domains: {', '.join(sorted(DOMAINS))}).")
+
+
+def check_tasks(tasks) -> tuple[str, ...]:
+    """The task names of a run, checked: known, distinct, and all on one dataset (one domain)."""
+    tasks = (tasks,) if isinstance(tasks, str) else tuple(tasks)
+    if not tasks:
+        raise ValueError("give a task (--task) or several tasks of one domain (--tasks)")
+    for task in tasks:
+        if not isinstance(task, str):
+            raise ValueError(f"task names are strings, got {task!r}")
+        check_task(task)
+    if len(set(tasks)) != len(tasks):
+        raise ValueError(f"--tasks must be distinct, got {list(tasks)}")
+    datasets = {dataset_name_for_task(task) for task in tasks}
+    if len(datasets) > 1:
+        raise ValueError(f"--tasks must share one dataset (tasks 1-5 of one domain); these use "
+                         f"{', '.join(sorted(datasets))}. Start one run per domain")
+    return tasks
 
 
 def domain_of(task: str) -> str:

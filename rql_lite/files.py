@@ -1,28 +1,148 @@
-"""Where a number came from: device, git commit, time; and atomic JSON writes."""
+"""Files: the one atomic writer, checksums, paths in records, and provenance (git commit, time).
+
+Every file ``rql_lite`` writes (checkpoints, agent files, run.json, records, datasets, videos,
+bench and fidelity JSON) goes through ``atomic_path``: it is written under a temporary name beside
+its final path, flushed to disk, then renamed, so a reader never sees half a file and an
+interruption leaves the previous file whole. The temporary name has one pattern,
+``temporary_path`` (``NAME.tmp-PID.EXT``), which ``is_temporary`` and ``remove_stale_temporaries``
+recognise; a run directory drops the temporaries of a killed process when it is next opened.
+
+Standard library only, and nothing of ``rql_lite``: processes without JAX (dataset workers,
+scripts) use it too.
+"""
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import hashlib
 import json
 import os
-import platform
 import subprocess
+from typing import Iterator
+
+TEMPORARY_MARK = ".tmp-"  # NAME.tmp-PID.EXT while a write is under way; never read
+PREVIOUS_SUFFIX = ".prev"  # NAME.prev: the file a write with keep_previous replaced
 
 
-def device_description() -> str:
-    """E.g. ``"cpu: AMD EPYC (2 logical cores)"`` or ``"gpu: NVIDIA H100 80GB HBM3 x1"``."""
-    import jax  # here, so that dataset-generation workers importing this module skip JAX
+def temporary_path(path: str, pid: int | None = None) -> str:
+    """The name ``path`` is written under before it is renamed into place: ``path + ".tmp-PID"`` plus
+    ``path``'s extension again, so that writers choosing the format by extension (ffmpeg, NumPy) keep
+    it: ``run.json`` -> ``run.json.tmp-4242.json``."""
+    return f"{path}{TEMPORARY_MARK}{os.getpid() if pid is None else pid}{os.path.splitext(path)[1]}"
 
-    dev = jax.devices()[0]
-    if dev.platform == "cpu":
-        cpu = platform.processor() or platform.machine()
-        try:
-            with open("/proc/cpuinfo") as f:
-                names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-            cpu = names[0] if names else cpu
-        except OSError:
-            pass
-        return f"cpu: {cpu} ({os.cpu_count()} logical cores)"
-    return f"{dev.platform}: {getattr(dev, 'device_kind', dev.platform)} x{jax.device_count()}"
+
+def is_temporary(name: str) -> bool:
+    """Whether a file name is an atomic write's temporary (``temporary_path``), finished or not."""
+    return TEMPORARY_MARK in os.path.basename(name)
+
+
+def _fsync_directory(directory: str) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems refuse fsync on a directory; the rename is still atomic
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str, keep_previous: bool = False) -> Iterator[str]:
+    """Yield the temporary path to write ``path``'s new contents to; when the block ends without an
+    exception the file is flushed to disk and renamed to ``path`` (the rename too is flushed), so
+    ``path`` is always either the old file or the new one, whole. On an exception (Ctrl-C included)
+    the temporary file is removed and ``path`` is unchanged. Parent folders are created.
+
+    ``keep_previous``: the file being replaced is kept as ``path + ".prev"``. A kill between the two
+    renames leaves only the ``.prev`` file, the last good one.
+
+    Example: ``with atomic_path("a.npz") as tmp: np.savez(tmp, x=x)``.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = temporary_path(path)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        if keep_previous and os.path.exists(path):
+            os.replace(path, path + PREVIOUS_SUFFIX)
+        os.replace(tmp, path)
+        _fsync_directory(directory)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+
+
+def write_bytes_atomic(path: str, data: bytes, keep_previous: bool = False) -> None:
+    """Write ``data`` to ``path`` atomically (``atomic_path``)."""
+    with atomic_path(path, keep_previous) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+
+
+def write_json_atomic(path: str, payload) -> None:
+    """Write ``payload`` as indented JSON with sorted keys (and a final newline) atomically."""
+    write_bytes_atomic(path, (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+
+
+def remove_stale_temporaries(folder: str) -> list[str]:
+    """Delete the temporaries a killed write left anywhere under ``folder``; return their paths.
+
+    Call it only where no other process is writing (a run directory while holding its lock): a
+    temporary is never read, a write being complete only once it is renamed."""
+    removed = []
+    for current, _, names in os.walk(folder):
+        for name in sorted(names):
+            if is_temporary(name):
+                path = os.path.join(current, name)
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(path)
+                    removed.append(path)
+    return sorted(removed)
+
+
+def sha256_of(paths) -> str:
+    """One sha256 over the bytes of ``paths`` in order (e.g. a dataset's train file, then its val file)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def portable_path(path: str) -> str:
+    """``path`` as it can be written into a shared record: under the home directory it starts
+    with ``~``, under the working directory it is relative; otherwise absolute."""
+    path = os.path.abspath(os.path.expanduser(path))
+    cwd, home = os.getcwd(), os.path.expanduser("~")
+    if path.startswith(cwd + os.sep):
+        return os.path.relpath(path, cwd)
+    if path.startswith(home + os.sep):
+        return os.path.join("~", os.path.relpath(path, home))
+    return path
+
+
+def check_writable_directory(path: str, what: str) -> None:
+    """``ValueError`` unless ``path`` is a directory this process can write in, or can be created.
+
+    ``what`` names the argument in the message, e.g. ``"--out"``. Creates nothing.
+    """
+    path = os.path.abspath(os.path.expanduser(path))
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"{what} {path} is a file, not a directory; choose a directory (new or empty)")
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(f"{what} {path} cannot be created: {existing} is a file; choose another path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "it" if existing == path else f"its parent {existing}"
+        raise ValueError(f"{what} {path} is not writable ({where} is read-only for this user); choose a writable "
+                         f"directory or change its permissions")
 
 
 def git_commit() -> str | None:
@@ -38,18 +158,5 @@ def git_commit() -> str | None:
 
 
 def utc_now() -> str:
+    """The time now, UTC, to the second, in ISO 8601 (``2026-01-31T12:00:00+00:00``)."""
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def write_json_atomic(path: str, payload: dict) -> None:
-    """Write JSON to a temporary file beside ``path``, then rename: never a half-written file."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w") as f:
-            json.dump(payload, f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)

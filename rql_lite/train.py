@@ -14,6 +14,8 @@ batches and noise it would have drawn without the interruption.
 from __future__ import annotations
 
 import math
+import os
+import platform
 import time
 from typing import Callable, Sequence
 
@@ -31,6 +33,22 @@ class TrainingInterrupted(Exception):
     def __init__(self, states, history):
         super().__init__("training interrupted")
         self.states, self.history = states, history
+
+
+def device_description() -> str:
+    """The device JAX computes on, for records: e.g. ``"cpu: AMD EPYC (2 logical cores)"`` or
+    ``"gpu: NVIDIA H100 80GB HBM3 x1"``."""
+    dev = jax.devices()[0]
+    if dev.platform == "cpu":
+        cpu = platform.processor() or platform.machine()
+        try:
+            with open("/proc/cpuinfo") as f:
+                names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+            cpu = names[0] if names else cpu
+        except OSError:
+            pass
+        return f"cpu: {cpu} ({os.cpu_count()} logical cores)"
+    return f"{dev.platform}: {getattr(dev, 'device_kind', dev.platform)} x{jax.device_count()}"
 
 
 def seed_keys(seed: int) -> tuple[jax.Array, jax.Array]:

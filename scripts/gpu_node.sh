@@ -369,7 +369,7 @@ import jax
 
 print(f"[gpu_node] jax {jax.__version__}, default backend {jax.default_backend()}, devices {jax.devices()}", flush=True)
 from rql_lite.cli import build_parser, spec_from_args
-from rql_lite.data import generated_folder
+from rql_lite.ogbench.datasets import generated_folder
 
 argv, specs = sys.argv[1:], []
 while argv:  # one train command line per agent, each ending with "::"
@@ -500,7 +500,8 @@ if [[ -f $video_run/checkpoint.msgpack ]]; then
   "$PY" - "$POLICY" "$VIDEO_TASK" "$VIDEO_SEED" "$MAX_EVAL_STEPS" "$VIDEO" <<'PYEOF'
 import sys
 from rql_lite.runs.checkpoint import load_agent
-from rql_lite.ogbench.evaluate import evaluate, make_eval_env, write_video
+from rql_lite.ogbench.evaluate import evaluate, make_eval_env
+from rql_lite.ogbench.videos import write_video
 
 policy, task, seed, max_steps, out = sys.argv[1:6]
 state, meta = load_agent(policy)

@@ -1,6 +1,8 @@
-"""Evaluation throughput: the serial loop (``evaluate`` run by run) against ``evaluate_many``.
+"""Evaluation throughput: one episode at a time (``evaluate``, run by run) against all in lockstep
+(``evaluate_many``): the same episode loop with one slot, and with R x B slots in worker processes.
 
-``python -m rql_lite.bench.evaluation --runs 20 --episodes 50 --max-steps 200 --out results/bench``
+``python -m rql_lite bench --configs --eval-runs 20 --eval-episodes 50`` (or
+``python -m rql_lite.bench.evaluation --runs 20 --episodes 50 --max-steps 200 --out results/bench``)
 times both on the same stacked agents and writes ``bench-eval-<platform>-<stamp>.json``.
 The agents are freshly initialised (random parameters) at the given profile's size: their
 policy calls cost what a trained agent's cost, but they never succeed, so their episodes run
@@ -13,6 +15,15 @@ import datetime as _dt
 import os
 import sys
 import time
+
+import jax
+import numpy as np
+
+from rql_lite import checks
+from rql_lite.configs import agent_config
+from rql_lite.files import git_commit, utc_now, write_json_atomic
+from rql_lite.ogbench.evaluate import _policy_chunks, eval_pool, evaluate, evaluate_many, make_eval_env
+from rql_lite.train import device_description, init_states, unstack
 
 DEFAULT_TASK = "cube-double-play-singletask-task2-v0"
 
@@ -64,15 +75,6 @@ def bench_evaluation(task: str = DEFAULT_TASK, num_runs: int = 20, num_episodes:
     wall / batched wall), ``speedup_with_setup`` (both including their setup), ``agree``
     (every episode's success, return and length equal) and ``mismatched_episodes``.
     """
-    import jax
-    import numpy as np
-
-    from rql_lite.agent import act
-    from rql_lite.configs import agent_config
-    from rql_lite.ogbench.evaluate import _policy_chunks, eval_pool, evaluate, evaluate_many, make_eval_env
-    from rql_lite.files import device_description, git_commit, utc_now
-    from rql_lite.train import init_states, unstack
-
     say = log or (lambda *_: None)
     exact = jax.default_backend() == "cpu" if exact is None else bool(exact)
     tic = time.perf_counter()
@@ -87,14 +89,16 @@ def bench_evaluation(task: str = DEFAULT_TASK, num_runs: int = 20, num_episodes:
               "cores": os.cpu_count(), "device": device_description(), "platform": jax.devices()[0].platform,
               "jax_version": jax.__version__, "git_commit": git_commit(), "date": utc_now()}
 
-    # --- serial: one env, one agent and one episode at a time, one act call per chunk
+    # --- serial: one env, one agent and one episode at a time (evaluate: one slot), one policy call per chunk
     tic = time.perf_counter()
-    jax.block_until_ready(act(unstack(states, 0), np.zeros(obs_dim, np.float32), jax.random.PRNGKey(0)))
+    first = jax.tree_util.tree_map(lambda x: x[:1], states.ema_policy_params)
+    jax.block_until_ready(_policy_chunks(config, first, np.zeros((1, 1, obs_dim), np.float32),
+                                         jax.random.PRNGKey(0)[None], np.zeros((1, 1), np.int32), np.int32(0), exact))
     serial_compile = time.perf_counter() - tic
     say(f"serial: {num_runs} runs x {num_episodes} episodes ...")
     load_before = _load()
     tic, cpu = time.perf_counter(), time.process_time()
-    serial = [evaluate(env, unstack(states, r), num_episodes, seed=seeds[r], max_steps=max_steps)
+    serial = [evaluate(env, unstack(states, r), num_episodes, seed=seeds[r], max_steps=max_steps, exact=exact)
               for r in range(num_runs)]
     serial_wall, serial_cpu = time.perf_counter() - tic, time.process_time() - cpu
     env_steps = int(sum(sum(r["episode_lengths"]) for r in serial))
@@ -104,7 +108,7 @@ def bench_evaluation(task: str = DEFAULT_TASK, num_runs: int = 20, num_episodes:
                         "env_steps_per_s": env_steps / serial_wall, "cpu_s": serial_cpu,
                         "env_steps_per_cpu_s": env_steps / serial_cpu,
                         "load_average_before_after": [load_before, _load()]}
-    record["serial"]["note"] = "policy_s = wall - env_s: the act calls and the loop's own Python"
+    record["serial"]["note"] = "policy_s = wall - env_s: the policy calls and the loop's own Python"
 
     # --- batched: R x B envs in worker processes, one policy call per chunk for all of them
     say("batched: starting workers and envs ...")
@@ -170,8 +174,6 @@ def format_eval_report(record: dict) -> str:
 
 def write_record(record: dict, out_dir: str = "results/bench") -> str:
     """Write ``record`` atomically to ``out_dir/bench-eval-<platform>-<stamp>.json``; return the path."""
-    from rql_lite.files import write_json_atomic
-
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     path = os.path.join(out_dir, f"bench-eval-{record['platform']}-{stamp}.json")
     write_json_atomic(path, record)
@@ -181,20 +183,20 @@ def write_record(record: dict, out_dir: str = "results/bench") -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rql_lite.bench.evaluation", description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", default=DEFAULT_TASK, help="OGBench task (default %(default)s)")
-    parser.add_argument("--runs", type=int, default=20, help="agents evaluated at once (default %(default)s)")
-    parser.add_argument("--episodes", type=int, default=50, help="episodes per agent (default %(default)s)")
-    parser.add_argument("--max-steps", type=int, default=200, help="steps per episode at most; 0: the env's limit")
-    parser.add_argument("--workers", type=int, default=None, help="env processes (default: one per CPU core)")
-    parser.add_argument("--max-envs", type=int, default=None, help="envs held at once (default: memory-based)")
+    parser.add_argument("--runs", type=checks.int_argument(1), default=20,
+                        help="agents evaluated at once (default %(default)s)")
+    parser.add_argument("--episodes", type=checks.int_argument(1), default=50,
+                        help="episodes per agent (default %(default)s)")
+    parser.add_argument("--max-steps", type=checks.int_argument(0), default=200,
+                        help="steps per episode at most; 0: the env's limit")
+    parser.add_argument("--workers", type=checks.int_argument(0), default=None,
+                        help="env processes (default: one per CPU core)")
+    parser.add_argument("--max-envs", type=checks.int_argument(1), default=None,
+                        help="envs held at once (default: memory-based)")
     parser.add_argument("--profile", default="smoke", choices=("smoke", "full"), help="agent size (default smoke)")
     parser.add_argument("--vmapped", action="store_true", help="exact=False: one vmapped policy batch")
     parser.add_argument("--out", default="results/bench", help="directory for the JSON record")
     args = parser.parse_args(argv)
-    for name in ("runs", "episodes"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be >= 1")
-    if args.max_steps < 0:
-        parser.error("--max-steps must be >= 0")
     record = bench_evaluation(args.task, args.runs, args.episodes, args.max_steps or None, workers=args.workers,
                               profile=args.profile, max_envs=args.max_envs, exact=False if args.vmapped else None,
                               log=lambda m: print(m, file=sys.stderr, flush=True))

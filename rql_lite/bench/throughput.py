@@ -1,39 +1,35 @@
-"""Throughput benchmark: updates/s (sampling included), XLA-counted FLOPs, achieved FLOP/s.
+"""Throughput: updates/s (sampling included), XLA-counted FLOPs and HLO operations, runs in one program.
 
-Run it with ``python -m rql_lite bench``. Each configuration trains on a synthetic
-dataset already on the device (1000-step episodes, like OGBench's), so the number is
-the cost of the jitted sample + update and nothing else.
+Each configuration trains on a synthetic dataset already on the device (1000-step episodes,
+like OGBench's), so the number is the cost of the jitted sample + update and nothing else.
 
 What it measures, per configuration (``paper``: the paper's sizes; ``smoke``: the tests'):
 
-* one run, and ``--seeds`` vmapped seeds of one task (the older record's columns);
+* one run, and ``--seeds`` vmapped seeds of one task (``bench_config``; the older record's columns);
 * the *runs sweep* (``sweep_runs``): aggregate updates/s of ``R`` runs in one program
   (``train.runs_program``: runs laid out as tasks x seeds over a 5-task dataset, as a
   domain's tasks are trained together) for each ``R`` of ``--runs``, with the achieved FLOP/s,
   the ratio to one run, the HLO operations (kernels) one update executes, and from the measured
-  rates the projected wall time of one domain and of the paper's whole table (``projections``);
-* with ``--precision``, what ``AgentConfig.matmul_precision="bfloat16"`` does to learning on the
-  chapter-5 toy and what it costs (``precision_study``).
+  rates the projected wall time of one domain and of the paper's whole table (``projections``).
+
+``python -m rql_lite bench`` runs them (``rql_lite.bench.suite``) and writes the record.
 """
 from __future__ import annotations
 
-import datetime as _dt
 import math
-import os
 import re
 import time
+from collections import Counter
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rql_lite.agent import AgentConfig, init_state
+from rql_lite.agent import AgentConfig, config_dict, init_state
 from rql_lite.configs import paper_benchmark_config
 from rql_lite.data import ChunkDataset, from_arrays
-from rql_lite.files import device_description, git_commit, utc_now, write_json_atomic
 from rql_lite.train import (default_batching, init_states, run_layout, run_updates_jit, run_updates_seeds, runs_program,
-                            seed_keys,
-                            train_step)
+                            seed_keys, train_step)
 
 BENCH_CONFIGS = {
     "paper": lambda: paper_benchmark_config("full"),  # obs 40, action 5, h=5, K=10, N=10, 4x512, batch 256
@@ -109,7 +105,7 @@ def bench_config(config: AgentConfig, updates_per_dispatch: int, num_seeds: int,
     compile_s = time.perf_counter() - t_compile
     elapsed, updates = _time_loop(one_seed, min_seconds, 10_000)
     record = {
-        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.__dict__.items()},
+        "config": config_dict(config),
         "updates_per_dispatch": updates_per_dispatch,
         "compile_and_first_dispatch_s": round(compile_s, 3),
         "timed_updates": updates,
@@ -188,8 +184,6 @@ def kernel_counts(hlo_text: str) -> dict[str, int]:
     kernel launch; on a CPU one thunk), a ``while`` counts its body and condition times its known
     trip count, a call or conditional its callee (the largest branch). Instructions inside fusions
     are not counted."""
-    from collections import Counter
-
     comps, entry = _hlo_computations(hlo_text)
     memo: dict[str, Counter] = {}
 
@@ -259,7 +253,7 @@ def time_interleaved(dispatches: dict, min_seconds: float, rounds: int, cpu_rate
 
 
 DEFAULT_RUNS = (1, 2, 4, 8, 16, 20)  # the sweep on a GPU; 20 = one domain's 5 tasks x 4 seeds
-CPU_PAPER_RUNS = (1, 2, 4)  # the paper's sizes run ~5 updates/s per core pair: a few minutes in all
+CPU_PAPER_RUNS = (1, 2, 4)  # the paper's sizes are slow on a CPU: a short sweep there
 DOMAIN_RUNS = 20  # 5 tasks x 4 seeds
 TABLE_RUNS = 400  # 50 tasks (10 domains x 5) x 2 methods (RQL, TFQL) x 4 seeds
 PAPER_UPDATES = 1_000_000  # per run
@@ -422,122 +416,6 @@ def projections(sweep: dict, updates: int = PAPER_UPDATES, domain_runs: int = DO
     }
 
 
-# --------------------------------------------------------------------------- matmul precision
-
-def precision_cost(config: AgentConfig, precisions, updates_per_dispatch: int, min_seconds: float = 10.0,
-                   rounds: int = 3, dataset: ChunkDataset | None = None) -> dict:
-    """Updates/s of one run of ``config`` at each ``matmul_precision``, timed interleaved (median round)."""
-    dataset = dataset if dataset is not None else synthetic_dataset(config)
-    init_key, run_key = seed_keys(0)
-    programs = {}
-    for precision in precisions:
-        cfg = config.replace(matmul_precision=precision)
-        state = init_state(cfg, init_key)
-        compiled = run_updates_jit.lower(state, dataset, run_key, 0, updates_per_dispatch).compile()
-        state, metrics = compiled(state, dataset, run_key, 0)
-        jax.block_until_ready(metrics)
-        programs[precision] = {"compiled": compiled, "state": state}
-
-    def dispatch(precision):
-        def once():
-            p = programs[precision]
-            p["state"], metrics = p["compiled"](p["state"], dataset, run_key, 0)
-            jax.block_until_ready(metrics)
-            return updates_per_dispatch
-        return once
-
-    cpu_rates = {}
-    rates = time_interleaved({p: dispatch(p) for p in programs}, min_seconds, rounds, cpu_rates)
-    med = {p: float(np.median(r)) for p, r in rates.items()}
-    med_cpu = {p: float(np.median(r)) for p, r in cpu_rates.items()}
-    first = precisions[0]
-    return {p: {"updates_per_s": med[p], "round_rates": [round(x, 4) for x in rates[p]],
-                f"ratio_to_{first}": med[p] / med[first], "updates_per_cpu_s": med_cpu[p],
-                f"cpu_time_ratio_to_{first}": med_cpu[p] / med_cpu[first]} for p in rates}
-
-
-TOY_SETTINGS = dict(horizon=1, flow_steps=10, num_values=2, policy_hidden=(64, 64), value_hidden=(64, 64),
-                    batch_size=256, discount=0.99, alpha=0.03, expectile=0.9, pessimism=0.0, tau=0.05,
-                    ema_rate=0.99, agent="rql")  # chapter 5's RQL on the two-stage toy
-
-
-def precision_learning(precisions=("default", "bfloat16"), seeds=(0, 1, 2), steps: int = 4000,
-                       episodes: int = 10_000, eval_episodes: int = 1000) -> dict:
-    """What each ``matmul_precision`` does to learning: chapter 5's RQL on ``toy_mdp.TwoStage``.
-
-    Per precision and seed (seeds vmapped in one program, ``steps`` updates): the final value and
-    BC losses (mean over the last 1000 updates), the value error at the data's step-1 actions
-    (mean ``|V(s1, a, f=1) - r(s1, a)|``: the exact value there is the reward, the episode ends),
-    and from ``eval_episodes`` episodes of the EMA policy the mean discounted return, the
-    fraction that hit the best bump (``on_best_bump``, the toy's success) and that entered the left
-    room. Same seeds, data and evaluation noise for every precision.
-    """
-    from rql_lite.agent import act
-    from rql_lite.analysis import values_at
-    from rql_lite.teaching.toy_mdp import TwoStage
-    from rql_lite.train import train, unstack
-
-    task = TwoStage()
-    raw = task.dataset(episodes, seed=0)
-    dataset = from_arrays(raw["observations"], raw["actions"], raw["rewards"], raw["terminals"], raw["masks"],
-                          raw["next_observations"])
-    step1 = slice(1, 2 * min(episodes, 2000), 2)  # the step-1 rows of the first episodes
-    obs1, a1, r1 = raw["observations"][step1], raw["actions"][step1], raw["rewards"][step1]
-    out = {"task": "toy_mdp.TwoStage (chapter 5), RQL", "settings": dict(TOY_SETTINGS), "steps": steps,
-           "seeds": list(seeds), "dataset_episodes": episodes, "eval_episodes": eval_episodes, "results": {}}
-    for precision in precisions:
-        cfg = AgentConfig(obs_dim=2, action_dim=2, matmul_precision=precision, **TOY_SETTINGS)
-        tick = time.perf_counter()
-        states, history = train(cfg, dataset, seeds=list(seeds), num_steps=steps, steps_per_dispatch=1000,
-                                progress=False)
-        train_s = time.perf_counter() - tick
-        res = {k: [] for k in ("value_loss", "bc_loss", "value_error_step1", "mean_return", "on_best_bump",
-                               "left_room")}
-        for i, seed in enumerate(seeds):
-            state = unstack(states, i)
-            res["value_loss"].append(float(history[-1]["value_loss"][i]))
-            res["bc_loss"].append(float(history[-1]["bc_loss"][i]))
-            v = values_at(cfg, state.value_params, obs1, a1, np.ones(len(a1), np.float32))
-            res["value_error_step1"].append(float(np.mean(np.abs(v - r1))))
-            ro = task.rollout(lambda o, k, st=state: act(st, o, k)[:, 0], eval_episodes, seed=100 + seed,
-                              discount=cfg.discount)
-            res["mean_return"].append(float(ro["returns"].mean()))
-            res["on_best_bump"].append(float(task.on_best_bump(ro["room"], ro["a1"]).mean()))
-            res["left_room"].append(float(np.mean(ro["room"] < 0)))
-        res["train_s"] = round(train_s, 2)
-        res["updates_per_s"] = len(seeds) * steps / train_s  # compile included
-        out["results"][precision] = res
-    return out
-
-
-def precision_study(precisions=("default", "bfloat16"), cost_configs=("paper", "smoke"), min_seconds: float = 10.0,
-                    rounds: int = 3, learning_steps: int = 4000, log=None) -> dict:
-    """``--precision``: the cost (``precision_cost`` at each of ``cost_configs``) and the effect on learning
-    (``precision_learning``) of each ``matmul_precision``, plus a bfloat16 matmul rate."""
-    say = log or (lambda *_: None)
-    on_cpu = jax.devices()[0].platform == "cpu"
-    out = {"precisions": list(precisions), "cost": {}}
-    if on_cpu:
-        out["note"] = ("XLA:CPU computes float32 products in float32 whatever the precision setting, so on a CPU "
-                       "'float32' and 'tensorfloat32' compile to the default program, and 'bfloat16' rounds each "
-                       "product's operands to bfloat16 then multiplies them in float32 (XLA:CPU cannot run every "
-                       "bfloat16 product): the learning effect is bfloat16's, the cost is that of the extra "
-                       "conversions, not of bfloat16 arithmetic")
-    for name in cost_configs:
-        n = sweep_dispatch_default(name, jax.devices()[0].platform)
-        say(f"precision cost, {name}: {', '.join(precisions)}")
-        out["cost"][name] = precision_cost(BENCH_CONFIGS[name](), tuple(precisions), n, min_seconds, rounds)
-        out["cost"][name]["updates_per_dispatch"] = n
-    try:
-        out["matmul_flop_per_s_bfloat16_operands"] = matmul_flop_per_s(dtype=jnp.bfloat16)
-    except Exception as err:  # XLA:CPU may refuse a bfloat16 product
-        out["matmul_flop_per_s_bfloat16_operands"] = None
-        out["matmul_bfloat16_error"] = f"{type(err).__name__}: {str(err)[:200]}"
-    say(f"precision learning: chapter-5 toy, {learning_steps} updates x 3 seeds per precision")
-    out["learning"] = precision_learning(tuple(precisions), steps=learning_steps)
-    return out
-
-
 def sweep_dispatch_default(name: str, platform: str) -> int:
     """Updates per dispatch of the runs sweep: few on a CPU at the paper's sizes, where one update of
     one run is slow enough that 8 keep a dispatch of a few runs within the sweep's seconds per round,
@@ -546,113 +424,3 @@ def sweep_dispatch_default(name: str, platform: str) -> int:
     if platform == "cpu":
         return 8 if name == "paper" else 100
     return 200
-
-
-def run_bench(names=("paper", "smoke"), num_seeds: int = 4, updates_per_dispatch: int | None = None,
-              min_seconds: float = 10.0, out_dir: str = "results/bench", runs=None, sweep_seconds: float = 10.0,
-              sweep_updates_per_dispatch: int | None = None, rounds: int = 3, precision: bool = False,
-              log=None) -> tuple[dict, str]:
-    """Measure ``names`` and write ``bench-<platform>-<stamp>.json`` under ``out_dir``.
-
-    ``runs``: the ``R`` values of the runs sweep (``sweep_runs``); ``None``: ``default_runs`` per
-    configuration; ``()``: no sweep. ``precision``: add the ``precision_study`` section.
-    """
-    unknown = [n for n in names if n not in BENCH_CONFIGS]
-    if unknown:
-        raise ValueError(f"unknown benchmark configuration(s) {unknown}; choose from {sorted(BENCH_CONFIGS)}")
-    say = log or (lambda *_: None)
-    platform = jax.devices()[0].platform
-    on_cpu = platform == "cpu"
-    payload = {
-        "device": device_description(),
-        "platform": platform,
-        "jax_version": jax.__version__,
-        "git_commit": git_commit(),
-        "date": utc_now(),
-        "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "cpu_count": os.cpu_count(),
-        "matmul_flop_per_s": matmul_flop_per_s(),
-        "matmul_note": "one 2048 x 2048 float32 product at XLA's default precision (TF32 on NVIDIA Ampere and "
-                       "later GPUs, float32 on CPU), chained 20 times in one program; best of 3",
-    }
-    for name in names:
-        config = BENCH_CONFIGS[name]()
-        n = updates_per_dispatch or (10 if on_cpu and name == "paper" else 200 if on_cpu else 1000)
-        say(f"{name}: one run, {num_seeds} vmapped seeds")
-        record = bench_config(config, n, num_seeds, min_seconds)
-        # The floor implied by the FLOP count at the device's matmul throughput, and how close we get.
-        record["floor_ms_per_update"] = 1000.0 * record["flops_per_update"] / payload["matmul_flop_per_s"]
-        record["fraction_of_matmul_peak"] = record["achieved_flop_per_s"] / payload["matmul_flop_per_s"]
-        sweep_values = default_runs(name, platform) if runs is None else tuple(runs)
-        if sweep_values:
-            say(f"{name}: runs sweep R = {', '.join(map(str, sweep_values))}")
-            per_dispatch = sweep_updates_per_dispatch or sweep_dispatch_default(name, platform)
-            sweep = sweep_runs(config, sweep_values, per_dispatch, sweep_seconds, rounds, log=say)
-            # On a CPU the default batching is "map"; the batched ("vmap") program, the GPU's, is timed
-            # too, so that the record shows why (record["runs_sweep_vmap"]).
-            other = (sweep_runs(config, sweep_values, per_dispatch, sweep_seconds, rounds, log=say, batching="vmap")
-                     if sweep["batching"] != "vmap" else None)
-            for row in sweep["by_runs"] + [sweep["one_run_program"]] + (other["by_runs"] if other else []):
-                row["fraction_of_matmul_peak"] = row["achieved_flop_per_s"] / payload["matmul_flop_per_s"]
-                row["floor_ms_per_update"] = 1000.0 * row["flops_per_update"] / payload["matmul_flop_per_s"]
-            record["runs_sweep"] = sweep
-            if other:
-                record["runs_sweep_vmap"] = other
-            record["projections"] = projections(sweep)
-        payload[name] = record
-    if precision:
-        payload["precision"] = precision_study(cost_configs=tuple(names), min_seconds=sweep_seconds, rounds=rounds,
-                                               log=say)
-    payload["load_average_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = os.path.join(out_dir, f"bench-{payload['platform']}-{stamp}.json")
-    write_json_atomic(path, payload)
-    return payload, path
-
-
-def format_report(payload: dict) -> str:
-    lines = [f"device: {payload['device']}  (jax {payload['jax_version']}); float32 matmul "
-             f"{payload['matmul_flop_per_s'] / 1e9:.0f} GFLOP/s"]
-    for name in BENCH_CONFIGS:
-        if name not in payload:
-            continue
-        r = payload[name]
-        line = (f"{name:>6}: {r['updates_per_s']:9.2f} updates/s ({r['ms_per_update']:.2f} ms/update), "
-                f"{r['flops_per_update'] / 1e9:.2f} GFLOP/update, {r['achieved_flop_per_s'] / 1e9:.1f} GFLOP/s achieved "
-                f"({100 * r['fraction_of_matmul_peak']:.0f}% of matmul; floor {r['floor_ms_per_update']:.2f} ms/update)")
-        if "vmapped_seeds" in r:
-            v = r["vmapped_seeds"]
-            line += (f"; {v['num_seeds']} vmapped seeds: {v['total_updates_per_s']:.2f} updates/s in total "
-                     f"({v['ratio_to_one_seed']:.2f}x one seed)")
-        lines.append(line)
-        sweep = r.get("runs_sweep", {})
-        if "one_run_program" in sweep:
-            one = sweep["one_run_program"]
-            kinds = ", ".join(f"{v:.0f} {k}" for k, v in one["kernels_by_kind_per_update"].items() if v)
-            lines.append(f"        one run's own program: {one['aggregate_updates_per_s']:.2f} updates/s, "
-                         f"{one['kernels_per_update']:.0f} HLO ops per update ({kinds}), "
-                         f"{one['bytes_accessed_per_update'] / 1e9:.2f} GB accessed per update")
-        rows = [(sweep.get("batching", "vmap"), row) for row in sweep.get("by_runs", [])]
-        rows += [("vmap", row) for row in r.get("runs_sweep_vmap", {}).get("by_runs", [])]
-        for batching, row in rows:
-            ratio = f", {row['ratio_to_one_run']:.2f}x R=1" if "ratio_to_one_run" in row else ""
-            lines.append(f"        R={row['runs']:>2} ({batching}): {row['aggregate_updates_per_s']:9.2f} updates/s in total "
-                         f"({row['per_run_updates_per_s']:.2f} per run; {row['ratio_to_one_run_program']:.2f}x one run's "
-                         f"own program{ratio}), {row['achieved_flop_per_s'] / 1e9:.1f} GFLOP/s "
-                         f"({100 * row['fraction_of_matmul_peak']:.0f}% of matmul), {row['kernels_per_update']:.0f} HLO ops "
-                         f"and {row['bytes_accessed_per_update'] / 1e9:.2f} GB accessed per update (XLA's counts)")
-        if "projections" in r:
-            p = r["projections"]
-            lines.append(f"        projected (training only, {p['best_runs_per_program']} per program, {p['best_program']}): one domain "
-                         f"{p['domain_hours']:.1f} h, the whole table ({p['table_runs']} runs x 1M updates) "
-                         f"{p['table_hours']:.0f} h = {p['table_days']:.1f} days")
-    if "precision" in payload:
-        for name, costs in payload["precision"]["cost"].items():
-            lines.append(f"precision cost, {name}: " + ", ".join(
-                f"{k} {v['updates_per_s']:.2f} updates/s" for k, v in costs.items() if isinstance(v, dict)))
-        for k, v in payload["precision"]["learning"]["results"].items():
-            lines.append(f"precision learning, {k}: return {np.mean(v['mean_return']):.3f}, best bump "
-                         f"{np.mean(v['on_best_bump']):.2f}, value error {np.mean(v['value_error_step1']):.4f}, "
-                         f"value loss {np.mean(v['value_loss']):.4f} (seeds {v['mean_return']})")
-    return "\n".join(lines)

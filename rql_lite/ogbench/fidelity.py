@@ -24,16 +24,20 @@ import os
 import jax
 import numpy as np
 
+from rql_lite import checks
+from rql_lite.configs import DOMAINS, domain_of
+from rql_lite.data import ChunkDataset, from_dict, sample_chunks
+from rql_lite.files import write_json_atomic
+from rql_lite.ogbench.datasets import load_ogbench
+
 RELEASE_ACTION_CLIP = 1.0 - 1e-5  # the release's action_clip_eps = 1e-5 (envs/env_utils.py)
 
 
-def chunk_rule_fractions(dataset, horizon: int, num_chunks: int = 100_000, seed: int = 0) -> dict:
-    """Fractions of ``num_chunks`` chunks drawn by ``data.sample_chunks`` that each rule touches.
+def chunk_rule_fractions(dataset: ChunkDataset, horizon: int, num_chunks: int = 100_000, seed: int = 0) -> dict:
+    """Fractions of ``num_chunks`` chunks drawn by ``rql_lite.data.sample_chunks`` that each rule touches.
 
-    ``dataset``: a ``data.ChunkDataset``. Returns a dict of floats in [0, 1] plus the counts used.
+    ``dataset``: a ``rql_lite.data.ChunkDataset``. Returns a dict of floats in [0, 1] plus the counts used.
     """
-    from rql_lite.data import sample_chunks
-
     sample = jax.jit(sample_chunks, static_argnums=(2, 3))
     keys = jax.random.split(jax.random.PRNGKey(seed), max(1, num_chunks // 10_000))
     per_key = num_chunks // len(keys)
@@ -63,25 +67,20 @@ def chunk_rule_fractions(dataset, horizon: int, num_chunks: int = 100_000, seed:
 
 
 def main(argv=None) -> None:
-    from rql_lite import configs, data
-
     parser = argparse.ArgumentParser(prog="python -m rql_lite.ogbench.fidelity", description=__doc__.splitlines()[0])
     parser.add_argument("task", help="e.g. cube-double-play-singletask-task2-v0")
     parser.add_argument("--dataset", default="generated", help="generated, official or a NAME.npz path")
-    parser.add_argument("--episodes", type=int, default=None, help="episodes to generate (default: published count)")
-    parser.add_argument("--chunks", type=int, default=100_000)
+    parser.add_argument("--episodes", type=checks.int_argument(1), default=None,
+                        help="episodes to generate (default: published count)")
+    parser.add_argument("--chunks", type=checks.int_argument(1), default=100_000)
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
 
-    _, train, _, info = data.load_ogbench(args.task, args.dataset, num_episodes=args.episodes, workers=os.cpu_count())
-    horizon = configs.DOMAINS[configs.domain_of(args.task)]["horizon"]
-    result = chunk_rule_fractions(data.from_dict(train), horizon, args.chunks)
+    _, train, _, info = load_ogbench(args.task, args.dataset, num_episodes=args.episodes, workers=os.cpu_count())
+    horizon = DOMAINS[domain_of(args.task)]["horizon"]
+    result = chunk_rule_fractions(from_dict(train), horizon, args.chunks)
     result.update(task=args.task, dataset=info, sampler="rql_lite.data.sample_chunks (rows uniform)")
-    tmp = args.out + ".tmp"
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(tmp, "w") as f:
-        json.dump(result, f, indent=2, sort_keys=True)
-    os.replace(tmp, args.out)
+    write_json_atomic(args.out, result)
     print(json.dumps(result["fractions"], indent=2))
 
 

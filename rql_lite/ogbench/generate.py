@@ -23,20 +23,20 @@ reproducible whatever the number of worker processes.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import dataclasses
 import difflib
 import functools
 import multiprocessing
 import os
-import re
-import secrets
 import time
 import zipfile
 
 import numpy as np
 from tqdm import tqdm
 
+from rql_lite import checks
+from rql_lite.configs import dataset_name_for_task
+from rql_lite.files import atomic_path
 from rql_lite.ogbench.env_workers import prepare_for_envs
 
 ORACLE_NOISE = 0.1
@@ -71,10 +71,6 @@ DATASETS: dict[str, Recipe] = {
     "puzzle-4x4-play-v0": Recipe("puzzle-4x4-v0", "puzzle", None, 1000),
 }
 
-# Task-variant markers that OGBench inserts before the version suffix of a dataset name.
-_TASK_MARKER = re.compile(r"-(?:singletask(?:-task\d+)?|oraclerep)(?=-v\d+$)")
-
-
 class GeneratedDataset(tuple):
     """The ``(train_path, val_path)`` pair, plus the run's statistics in ``.stats``.
 
@@ -96,15 +92,6 @@ class GeneratedDataset(tuple):
     @property
     def val_path(self) -> str:
         return self[1]
-
-
-def dataset_name_for_task(task_name: str) -> str:
-    """Map an OGBench task name to the dataset it trains on.
-
-    ``"cube-double-play-singletask-task2-v0"`` and ``"cube-double-play-oraclerep-v0"`` both
-    map to ``"cube-double-play-v0"``; a plain dataset name is returned unchanged.
-    """
-    return _TASK_MARKER.sub("", task_name)
 
 
 def get_recipe(dataset_name: str) -> Recipe:
@@ -154,12 +141,9 @@ def generate_dataset(
     """
     recipe = get_recipe(dataset_name)
     name = dataset_name_for_task(dataset_name)
-    num_train = recipe.num_episodes if num_episodes is None else int(num_episodes)
-    if num_train < 1 or episode_length < 1 or workers < 1:
-        raise ValueError(
-            "num_episodes, episode_length and workers must all be >= 1, got "
-            f"{num_train}, {episode_length}, {workers}"
-        )
+    num_train = recipe.num_episodes if num_episodes is None else checks.check_int(num_episodes, "num_episodes", 1)
+    checks.check_int(episode_length, "episode_length", 1)
+    checks.check_int(workers, "workers", 1)
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     num_val = max(1, round(num_train * val_fraction))
@@ -371,22 +355,7 @@ def _write_npz_reproducibly(f, arrays: dict[str, np.ndarray]) -> None:
 
 
 def _save_npz_atomic(path: str, arrays: dict[str, np.ndarray]) -> None:
-    """The arrays as a compressed ``.npz`` (byte-reproducible) in a temporary file beside ``path``,
-    then renamed to ``path``.
-
-    ``os.replace`` is atomic within a directory, so an interrupted run leaves either the
-    old file or the complete new one, never a truncated archive.
-    """
-    directory, filename = os.path.split(path)
-    tmp_path = os.path.join(directory, f".{filename}.{secrets.token_hex(4)}.tmp")
-    try:
-        # An open file object stops NumPy from appending ".npz" to the temporary name.
-        with open(tmp_path, "xb") as f:
-            _write_npz_reproducibly(f, arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_path, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp_path)
-        raise
+    """The arrays as a compressed, byte-reproducible ``.npz`` at ``path``, written atomically: an
+    interrupted run leaves the old file or the complete new one, never a truncated archive."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: NumPy names nothing itself
+        _write_npz_reproducibly(f, arrays)

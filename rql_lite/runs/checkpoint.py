@@ -7,7 +7,8 @@ another run or a damaged file is refused with a message that says what differs.
 
 Each save keeps the one before it beside it (``PATH.prev``) and every file carries a
 sha256 of its contents, so a damaged latest checkpoint (a flipped bit, a truncated copy) is
-refused by name and ``load_latest`` falls back to the previous good one.
+refused by name and ``load_latest`` falls back to the previous good one. Files are written with
+``rql_lite.files.write_bytes_atomic``: never half a file.
 """
 from __future__ import annotations
 
@@ -19,14 +20,14 @@ import flax.serialization
 import jax
 import numpy as np
 
+from rql_lite.agent import AgentConfig, complete_config_dict, config_dict, init_state
+from rql_lite.files import PREVIOUS_SUFFIX, write_bytes_atomic
 from rql_lite.networks import LEGACY_NETWORK_DEFINITION, NETWORK_DEFINITION
 
 # v2: the states travel as one msgpack blob and the file holds the sha256 of metadata and blob.
 # v1 files (no checksum) are still read.
 FORMAT = "rql_lite-checkpoint-v2"
 FORMAT_V1 = "rql_lite-checkpoint-v1"
-PREVIOUS_SUFFIX = ".prev"  # the checkpoint before the latest, kept as a fallback
-TEMPORARY_MARK = ".tmp-"  # PATH.tmp-PID while a write is under way; never read, removed if a kill left it
 
 
 class CheckpointDamaged(ValueError):
@@ -46,57 +47,15 @@ def _digest(metadata_text: str, states_blob: bytes) -> str:
 def save(path: str, states, metadata: dict) -> None:
     """Write ``states`` (a pytree, e.g. stacked ``TrainState``) and JSON-able ``metadata``.
 
-    The file is written to a temporary name beside ``path``, flushed to disk, then renamed
-    over ``path``: an interruption leaves the previous checkpoint intact, never half a file.
-    The checkpoint it replaces becomes ``path + ".prev"``.
+    Written atomically (an interruption leaves the previous checkpoint intact, never half a
+    file); the checkpoint it replaces becomes ``path + ".prev"``.
     """
     metadata_text = json.dumps({**metadata, "network": NETWORK_DEFINITION}, sort_keys=True)
     states_blob = flax.serialization.msgpack_serialize(
         jax.tree_util.tree_map(np.asarray, flax.serialization.to_state_dict(states)))
     payload = {"format": FORMAT, "metadata": metadata_text, "states": states_blob,
                "sha256": _digest(metadata_text, states_blob)}
-    _write_atomic(path, flax.serialization.msgpack_serialize(payload), keep_previous=True)
-
-
-def _write_atomic(path: str, data: bytes, keep_previous: bool = False) -> None:
-    """Write ``data`` to ``path`` so that ``path`` is always either the old or the new file, whole.
-
-    With ``keep_previous`` the file being replaced is kept as ``path + ".prev"``. A kill between the
-    two renames leaves only ``.prev`` (the last good checkpoint), which ``load_latest`` reads.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = f"{path}{TEMPORARY_MARK}{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if keep_previous and os.path.exists(path):
-            os.replace(path, path + PREVIOUS_SUFFIX)
-        os.replace(tmp, path)
-        _fsync_directory(directory)  # the renames themselves survive a power cut
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def _fsync_directory(directory: str) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # some filesystems refuse fsync on a directory; the rename is still atomic
-        pass
-    finally:
-        os.close(fd)
-
-
-def is_temporary(name: str) -> bool:
-    """Whether a file name is one of ``_write_atomic``'s (or ``write_json_atomic``'s) temporaries."""
-    return TEMPORARY_MARK in os.path.basename(name)
+    write_bytes_atomic(path, flax.serialization.msgpack_serialize(payload), keep_previous=True)
 
 
 def read_metadata(path: str) -> dict:
@@ -155,8 +114,7 @@ def load(path: str, template, expected: dict | None = None):
     for key, want in (expected or {}).items():
         got = metadata.get(key)
         if key == "config" and isinstance(got, dict) and isinstance(want, dict):
-            from rql_lite.agent import complete_config_dict  # a field added since it was saved has its default
-
+            # A field added since the file was saved has its default.
             got, want = complete_config_dict(got), complete_config_dict(want)
         if json.loads(json.dumps(want)) != got:
             raise ValueError(f"checkpoint {path} belongs to another run: its {key} is {got!r}, this run's is "
@@ -225,8 +183,6 @@ def save_agent(path: str, state, metadata: dict, policy_only: bool = False) -> N
     the paper's size (two policies, ten 4x512 value heads and their ten targets). Such a file acts and
     is evaluated like any other; it has no values to look inside.
     """
-    from rql_lite.runs.experiment import config_dict
-
     if np.ndim(state.step) != 0:
         raise ValueError("save_agent takes one seed's state; pick one with rql_lite.train.unstack(states, i)")
     sets = {"ema_policy": state.ema_policy_params} if policy_only else {
@@ -239,7 +195,7 @@ def save_agent(path: str, state, metadata: dict, policy_only: bool = False) -> N
         "params": jax.tree_util.tree_map(np.asarray, {
             name: flax.serialization.to_state_dict(params) for name, params in sets.items()}),
     }
-    _write_atomic(path, flax.serialization.msgpack_serialize(payload))
+    write_bytes_atomic(path, flax.serialization.msgpack_serialize(payload))
 
 
 def load_agent(path: str):
@@ -249,8 +205,6 @@ def load_agent(path: str):
     A policy-only file (``metadata["policy_only"]``) gives a state whose value, target-value and
     online-policy parameters are ``None``: it acts and is evaluated, nothing else.
     """
-    from rql_lite.agent import AgentConfig, init_state
-
     if not os.path.isfile(path):
         raise ValueError(f"no agent file at {path}")
     try:

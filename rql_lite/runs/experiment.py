@@ -1,15 +1,15 @@
-"""One training run on an OGBench task, as the ``train`` command runs it.
+"""One training run on OGBench tasks, as the ``train`` command runs it.
 
-A run directory (``--out``) holds ``run.json`` (what the run is: task, agent, seeds,
-effective config, dataset and its sha256), ``checkpoint.msgpack`` (latest states, with the
-one before it kept as ``checkpoint.msgpack.prev``) and ``records/seed{S}.json`` (one
-machine-readable record per seed: success curve, steps, device, git commit, wall time).
-Results tables are built only from such records.
+``run(spec)`` checks the spec (``rql_lite.runs.spec``) and the run directory
+(``rql_lite.runs.rundir``), loads the data (``rql_lite.ogbench.datasets``), and trains, evaluates,
+checkpoints (``rql_lite.runs.checkpoint``) and records (``rql_lite.runs.records``) until the run
+is finished, interrupted, or its time limit comes.
 
 A run may cover several tasks of one domain (``--tasks``): they share one dataset, so the
 ``tasks x seeds`` agents train in one program (``rql_lite.train.runs_program``: one after another
 with ``lax.map`` on a CPU, batched with ``vmap`` on an accelerator), and each (task, seed) gets its
-own record, ``records/{task}/seed{S}.json``.
+own record, ``records/{task}/seed{S}.json``. Evaluation runs every (task, seed) at once
+(``rql_lite.ogbench.evaluate.evaluate_many``).
 
 A run may also be cut into time-limited segments (``max_minutes``): it stops before the
 limit at the end of a dispatch, checkpoints, writes its records (unfinished), and the same
@@ -17,8 +17,7 @@ command with ``--resume`` continues it, with the same parameters as one uninterr
 
 A run directory survives what a cluster or a tired user does to it:
 
-- one process at a time: a command holds an OS lock (``flock``) on ``.lock`` inside the
-  directory while it works there; a second command stops at once, naming the holder;
+- one process at a time (the directory's lock, ``rql_lite.runs.rundir``);
 - the checkpoint holds the success curves and the wall time, so a run stopped in any way
   (Ctrl-C, kill -9, a time limit) and resumed ends with the same records as an uninterrupted
   one, apart from wall times; the last step is always evaluated and saved;
@@ -27,36 +26,28 @@ A run directory survives what a cluster or a tired user does to it:
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
 import json
 import math
 import os
-import shlex
-import signal
-import threading
 import time
 
+import jax
 import numpy as np
 
-from rql_lite.runs import checkpoint
-from rql_lite.agent import AGENTS, AgentConfig
-from rql_lite.configs import RUN_PROFILES, agent_config
-from rql_lite.data import (check_dataset_source, check_task, check_writable_directory, from_dict, from_task_dicts,
-                           load_ogbench)
-from rql_lite.files import device_description, git_commit, utc_now, write_json_atomic
-from rql_lite.train import TrainingInterrupted, default_batching, init_states, run_layout, train, unstack
-
-RECORD_SCHEMA = "rql_lite-run-record-v1"
-RUN_FILE, CHECKPOINT_FILE, RECORDS_DIR = "run.json", "checkpoint.msgpack", "records"
-LOCK_FILE = ".lock"  # flock'ed by the process working in the directory; holds its PID and command
-MAX_SEED = 2**31 - 1  # jax.random.PRNGKey folds larger integers onto small ones: seeds would collide
-FIXED_BY_DATA = ("obs_dim", "action_dim")  # hyperparameters the dataset sets, not --set
-
-
-class RunDirectoryBusy(ValueError):
-    """Another process is working in the run directory."""
+from rql_lite import checks
+from rql_lite.agent import AgentConfig, config_dict
+from rql_lite.configs import agent_config
+from rql_lite.data import from_dict, from_task_dicts
+from rql_lite.files import check_writable_directory, git_commit, is_temporary, utc_now, write_json_atomic
+from rql_lite.ogbench.datasets import load_ogbench
+from rql_lite.ogbench.evaluate import eval_pool, evaluate_many
+from rql_lite.ogbench.videos import write_video
+from rql_lite.runs import checkpoint, records
+from rql_lite.runs.rundir import (CHECKPOINT_FILE, LOCK_FILE, RUN_FILE, RunDirectoryLock, check_not_busy, read_run_info,
+                                  remove_stale_temporaries, signals_deferred)
+from rql_lite.runs.spec import RunSpec
+from rql_lite.train import TrainingInterrupted, default_batching, device_description, init_states, run_layout, train
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -65,311 +56,6 @@ class RunInterrupted(KeyboardInterrupt):
 
 class TrainingDiverged(ValueError):
     """A loss became NaN or infinite; nothing of the diverged state is saved."""
-
-
-def check_tasks(tasks) -> tuple[str, ...]:
-    """The task names of a run, checked: known, distinct, and all on one dataset (one domain)."""
-    from rql_lite.ogbench.generate import dataset_name_for_task
-
-    tasks = (tasks,) if isinstance(tasks, str) else tuple(tasks)
-    if not tasks:
-        raise ValueError("give a task (--task) or several tasks of one domain (--tasks)")
-    for task in tasks:
-        if not isinstance(task, str):
-            raise ValueError(f"task names are strings, got {task!r}")
-        check_task(task)
-    if len(set(tasks)) != len(tasks):
-        raise ValueError(f"--tasks must be distinct, got {list(tasks)}")
-    datasets = {task: dataset_name_for_task(task) for task in tasks}
-    if len(set(datasets.values())) > 1:
-        raise ValueError(f"--tasks must share one dataset (tasks 1-5 of one domain); these use "
-                         f"{', '.join(sorted(set(datasets.values())))}. Start one run per domain")
-    return tasks
-
-
-def _check_int(value, flag: str, minimum: int, maximum: int | None = None, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum
-            or (maximum is not None and value > maximum)):
-        bound = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
-        raise ValueError(f"{flag} must be an integer {bound}, got {value!r}")
-
-
-@dataclasses.dataclass
-class RunSpec:
-    """Everything that defines a run; ``None`` fields take the profile's default."""
-
-    task: str | tuple[str, ...]  # one task, or several of one domain (they share the dataset)
-    agent: str = "rql"
-    seeds: tuple[int, ...] = (0,)
-    steps: int | None = None
-    dataset: str = "generated"  # "official", "generated" or a NAME.npz path
-    out: str = "runs/run"
-    profile: str = "smoke"
-    overrides: dict = dataclasses.field(default_factory=dict)
-    eval_every: int | None = None
-    eval_episodes: int | None = None
-    save_every: int | None = None
-    dataset_episodes: int | None = None
-    episode_length: int | None = None
-    max_eval_steps: int | None = None
-    data_dir: str = os.path.join("~", ".rql_lite", "datasets")
-    workers: int = 1
-    video_episodes: int = 0
-    label: str | None = None  # the method's name in results tables; default the agent ("RQL", "TFQL")
-
-    def resolved(self) -> "RunSpec":
-        """This spec with the profile's defaults filled in, every field checked.
-
-        Reads no data and writes nothing: a bad value (an unknown name, a number out of range,
-        ``--set learning_rate=inf``) is a ``ValueError`` naming the argument before any work starts.
-        """
-        if self.profile not in RUN_PROFILES:
-            raise ValueError(f"unknown profile {self.profile!r}; choose one of {sorted(RUN_PROFILES)}")
-        if self.agent not in AGENTS:
-            raise ValueError(f"unknown agent {self.agent!r}; choose one of {list(AGENTS)}")
-        tasks = check_tasks(self.task)
-        defaults = RUN_PROFILES[self.profile]
-        changes = {k: defaults[k] for k in defaults if getattr(self, k) is None}
-        if self.dataset_episodes is None and self.profile == "full":
-            changes.pop("dataset_episodes", None)
-        seeds = tuple(self.seeds) if isinstance(self.seeds, (list, tuple)) else (self.seeds,)
-        for seed in seeds:
-            _check_int(seed, "--seeds", 0, MAX_SEED)
-        if not seeds or len(set(seeds)) != len(seeds):
-            raise ValueError(f"--seeds must be distinct and at least one, got {list(seeds)}")
-        spec = dataclasses.replace(self, **changes, seeds=tuple(int(s) for s in seeds),
-                                   task=tasks[0] if len(tasks) == 1 else tasks)
-        for name, minimum in (("steps", 1), ("eval_every", 1), ("save_every", 1), ("eval_episodes", 0),
-                              ("episode_length", 1), ("workers", 1), ("video_episodes", 0)):
-            _check_int(getattr(spec, name), "--" + name.replace("_", "-"), minimum)
-        for name in ("dataset_episodes", "max_eval_steps"):
-            _check_int(getattr(spec, name), "--" + name.replace("_", "-"), 1, allow_none=True)
-        if spec.label is not None and (not isinstance(spec.label, str) or not spec.label.strip() or "\n" in spec.label):
-            raise ValueError(f"--label must be a non-empty one-line name, got {spec.label!r}")
-        if not isinstance(spec.out, str) or not spec.out:
-            raise ValueError("--out must name a directory")
-        check_dataset_source(spec.dataset)
-        spec._check_overrides()
-        return spec
-
-    def _check_overrides(self) -> None:
-        """Build the agent's config once with placeholder dimensions, so a bad ``--set`` fails now."""
-        if not isinstance(self.overrides, dict):
-            raise ValueError(f"overrides must be a dict of hyperparameters, got {type(self.overrides).__name__}")
-        for name in FIXED_BY_DATA:
-            if name in self.overrides:
-                raise ValueError(f"--set {name}: it is read from the dataset and cannot be set; drop it")
-        if "agent" in self.overrides:
-            raise ValueError("--set agent: choose the agent with --agent (rql or tfql), not --set")
-        try:
-            agent_config(self.tasks[0], obs_dim=1, action_dim=1, profile=self.profile, agent=self.agent, **self.overrides)
-        except (ValueError, TypeError) as err:
-            raise ValueError(f"--set: {err}") from None
-
-    @property
-    def tasks(self) -> tuple[str, ...]:
-        """The run's tasks (one for ``--task``)."""
-        return (self.task,) if isinstance(self.task, str) else tuple(self.task)
-
-    @property
-    def multi_task(self) -> bool:
-        return len(self.tasks) > 1
-
-    def runs(self) -> list[tuple[str, int]]:
-        """``(task, seed)`` of each agent, in the order of the stacked states (task-major)."""
-        return [(task, seed) for task in self.tasks for seed in self.seeds]
-
-    def run_name(self, task: str, seed: int) -> str:
-        """The key of one agent's curve in the checkpoint: ``"S"`` in a one-task run, ``"TASK/seedS"`` otherwise."""
-        return f"{task}/seed{seed}" if self.multi_task else str(seed)
-
-    def record_path(self, task: str, seed: int) -> str:
-        """``records/seed{S}.json`` in a one-task run, ``records/{task}/seed{S}.json`` otherwise."""
-        parts = (RECORDS_DIR, task) if self.multi_task else (RECORDS_DIR,)
-        return os.path.join(self.out, *parts, f"seed{seed}.json")
-
-    def method(self) -> str:
-        """The name results tables give this run's agent, e.g. ``"RQL"`` or a ``label`` like ``"BC flow"``."""
-        return self.label or self.agent.upper()
-
-    def command(self) -> str:
-        """The ``python -m rql_lite train ...`` command line that starts exactly this run."""
-        task_flag = f"--tasks {' '.join(self.tasks)}" if self.multi_task else f"--task {self.task}"
-        parts = ["python -m rql_lite train", task_flag, f"--agent {self.agent}",
-                 "--seeds " + " ".join(str(s) for s in self.seeds), f"--steps {self.steps}",
-                 f"--dataset {self.dataset}", f"--profile {self.profile}", f"--out {self.out}"]
-        if self.overrides:
-            parts.append("--set " + " ".join(f"{k}={_cli_value(v)}" for k, v in sorted(self.overrides.items())))
-        flags = ("eval_every", "eval_episodes", "save_every", "dataset_episodes", "episode_length", "max_eval_steps")
-        defaults = RUN_PROFILES[self.profile]
-        for name in flags:
-            value = getattr(self, name)
-            if value is not None and value != defaults.get(name):
-                parts.append(f"--{name.replace('_', '-')} {value}")
-        if self.label:
-            parts.append(f"--label {shlex.quote(self.label)}")
-        return " ".join(parts)
-
-    def identity(self) -> dict:
-        """What must match for two invocations to be the same run (resume allowed)."""
-        return {"task": list(self.tasks) if self.multi_task else self.task, "agent": self.agent, "seeds": list(self.seeds), "steps": self.steps,
-                "dataset": self.dataset, "profile": self.profile, "overrides": dict(sorted(self.overrides.items())),
-                "dataset_episodes": self.dataset_episodes, "episode_length": self.episode_length}
-
-
-def _cli_value(value) -> str:
-    return ",".join(str(v) for v in value) if isinstance(value, (tuple, list)) else str(value)
-
-
-def config_dict(config: AgentConfig) -> dict:
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items()}
-
-
-# --------------------------------------------------------------------------- the run directory
-
-def _holder_description(lock_path: str) -> str:
-    try:
-        with open(lock_path) as f:
-            holder = json.load(f)
-        return f"PID {holder['pid']} (`{holder['command']}`, since {holder['since']})"
-    except (OSError, ValueError, KeyError, TypeError):  # the holder has not written its name yet
-        return "another process"
-
-
-def _busy(run_dir: str, lock_path: str) -> RunDirectoryBusy:
-    return RunDirectoryBusy(f"{run_dir} is in use by {_holder_description(lock_path)}; wait until it ends "
-                            f"(or stop it), then run this command again")
-
-
-def check_not_busy(run_dir: str) -> None:
-    """``RunDirectoryBusy`` naming the holder if a process works in ``run_dir``. Creates and changes nothing."""
-    lock_path = os.path.join(run_dir, LOCK_FILE)
-    try:
-        fd = os.open(lock_path, os.O_RDONLY)
-    except OSError:  # no lock file: nobody has ever held it, or the last holder ended cleanly
-        return
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # shared: conflicts only with a holder
-        except BlockingIOError:
-            raise _busy(run_dir, lock_path) from None
-        fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
-
-
-class RunDirectoryLock:
-    """Exclusive ownership of a run directory for as long as the object is held (a context manager).
-
-    An ``fcntl.flock`` on ``run_dir/.lock``, which records the holder's PID and command so that a
-    second command can name it. The OS drops the lock when its process ends, however it ends
-    (kill -9 included), so a lock cannot outlive its holder. ``release`` removes the lock file
-    (before unlocking, so that a waiting process re-checks which file it locked) and the directory
-    too if this lock created it and nothing was written there.
-    """
-
-    def __init__(self, run_dir: str, command: str):
-        self.run_dir = run_dir
-        self.path = os.path.join(run_dir, LOCK_FILE)
-        self.created_dir = not os.path.isdir(run_dir)
-        os.makedirs(run_dir, exist_ok=True)
-        self.fd = None
-        for _ in range(10):
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                raise _busy(run_dir, self.path) from None
-            # The last holder may have removed the file between our open and our flock: then we
-            # hold a lock nobody else sees, and must lock the file that is there now.
-            try:
-                current = os.path.samestat(os.fstat(fd), os.stat(self.path))
-            except FileNotFoundError:
-                current = False
-            if current:
-                self.fd = fd
-                break
-            os.close(fd)
-        if self.fd is None:
-            raise RunDirectoryBusy(f"{run_dir}: other processes keep taking its lock; try again")
-        holder = json.dumps({"pid": os.getpid(), "command": command, "since": utc_now()})
-        os.ftruncate(self.fd, 0)
-        os.write(self.fd, holder.encode())
-
-    def release(self) -> None:
-        if self.fd is None:
-            return
-        with contextlib.suppress(OSError):
-            os.remove(self.path)
-        os.close(self.fd)
-        self.fd = None
-        if self.created_dir:
-            with contextlib.suppress(OSError):  # only succeeds if the directory is still empty
-                os.rmdir(self.run_dir)
-
-    def __enter__(self) -> "RunDirectoryLock":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
-
-
-@contextlib.contextmanager
-def claim_for_reading(run_dir: str, command: str):
-    """Hold ``run_dir`` while reading it (``evaluate``, ``export``); a run directory on read-only
-    storage, where nobody can be writing, is read without a lock."""
-    if not os.path.isdir(run_dir):
-        raise ValueError(f"--run {run_dir} is not a directory; pass the --out directory of a train command")
-    try:
-        lock = RunDirectoryLock(run_dir, command)
-    except OSError:  # cannot create the lock file: read-only, so no training can run here either
-        check_not_busy(run_dir)
-        yield
-        return
-    with lock:
-        yield
-
-
-def remove_stale_temporaries(run_dir: str) -> list[str]:
-    """Delete the temporary files a killed write left in ``run_dir`` (call it while holding the lock).
-
-    Returns their paths. They are never read: a write is complete only once it is renamed.
-    """
-    removed = []
-    for folder in (run_dir, os.path.join(run_dir, RECORDS_DIR)):
-        if not os.path.isdir(folder):
-            continue
-        for name in sorted(os.listdir(folder)):
-            if checkpoint.is_temporary(name):
-                path = os.path.join(folder, name)
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(path)
-                    removed.append(path)
-    return removed
-
-
-def read_run_info(run_dir: str) -> dict:
-    """The ``run.json`` of ``run_dir``; a ``ValueError`` naming the file if it is missing or damaged."""
-    path = os.path.join(run_dir, RUN_FILE)
-    if not os.path.isfile(path):
-        raise ValueError(f"{run_dir} holds no run ({RUN_FILE} missing); pass the --out directory of a train command")
-    try:
-        with open(path, encoding="utf-8") as f:
-            info = json.load(f)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is damaged (not valid JSON: {err.msg} at line {err.lineno}); restore it from a "
-                         f"copy, or start the run again in a new --out") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"{path} is damaged (not text); restore it from a copy, or start the run again in a "
-                         f"new --out") from None
-    required = ("identity", "config", "dataset")
-    if not isinstance(info, dict) or any(not isinstance(info.get(k), dict) for k in required):
-        raise ValueError(f"{path} is not an rql_lite run file (it lacks {', '.join(required)}); pass the --out "
-                         f"directory of a train command")
-    return info
 
 
 def check_out_dir(spec: RunSpec, resume: bool) -> dict | None:
@@ -398,7 +84,7 @@ def check_out_dir(spec: RunSpec, resume: bool) -> dict | None:
                              f"--out")
         return existing
     if os.path.isdir(spec.out):
-        kept = [e for e in os.listdir(spec.out) if e != LOCK_FILE and not checkpoint.is_temporary(e)]
+        kept = [e for e in os.listdir(spec.out) if e != LOCK_FILE and not is_temporary(e)]
         if kept:
             raise ValueError(f"{spec.out} is not empty and holds no rql_lite run ({RUN_FILE} missing); choose an "
                              f"empty or new --out")
@@ -406,71 +92,6 @@ def check_out_dir(spec: RunSpec, resume: bool) -> dict | None:
     if resume:
         raise ValueError(f"--resume given but {spec.out} does not exist; drop --resume to start the run there")
     return None
-
-
-def runs_of(info: dict) -> list[tuple[str, int]]:
-    """``(task, seed)`` of each agent of a run (``run.json``'s content), in the order of its stacked states."""
-    identity = info["identity"]
-    tasks = [identity["task"]] if isinstance(identity["task"], str) else list(identity["task"])
-    return [(str(task), int(seed)) for task in tasks for seed in identity["seeds"]]
-
-
-def load_run(run_dir: str, log=None):
-    """``(run_info, states, checkpoint_metadata)`` of a run directory: its ``run.json`` and the
-    stacked states (leading axis = run, in ``runs_of(run_info)`` order: seeds for a one-task run) of
-    its latest good checkpoint (the previous one if the latest is damaged; ``log`` hears about it)."""
-    info = read_run_info(run_dir)
-    try:
-        config = AgentConfig(**info["config"])
-        seeds = [seed for _, seed in runs_of(info)]
-    except (KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{os.path.join(run_dir, RUN_FILE)} holds an invalid config or seeds ({err}); restore it "
-                         f"from a copy") from None
-    states, _ = init_states(config, seeds)
-    ckpt_path = os.path.join(run_dir, CHECKPOINT_FILE)
-    try:
-        states, meta, used, problems = checkpoint.load_latest(
-            ckpt_path, states, expected={"identity": info["identity"], "config": info["config"]})
-    except checkpoint.NoCheckpoint:
-        raise ValueError(f"{run_dir} has no checkpoint yet (its training stopped before the first save); train "
-                         f"it further first: {info.get('command', 'python -m rql_lite train ...')} --resume") from None
-    for problem in problems:
-        (log or _warn)(f"warning: {problem}; using {used} (step {meta['step']})")
-    return info, states, meta
-
-
-def _warn(message: str) -> None:
-    import sys
-
-    print(message, file=sys.stderr)
-
-
-@contextlib.contextmanager
-def _signals_deferred():
-    """Hold back Ctrl-C and SIGTERM while a file is written, then deliver them.
-
-    Python raises ``KeyboardInterrupt`` wherever the main thread happens to be; deferring it
-    here means a save is always finished or not started (kill -9 cannot be deferred: atomic
-    writes cover that).
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received, previous = [], {}
-
-    def remember(signum, frame):
-        received.append(signum)
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        if signal.getsignal(signum) is not None:  # None: a handler Python cannot put back
-            previous[signum] = signal.signal(signum, remember)
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        for signum in received[:1]:
-            signal.raise_signal(signum)
 
 
 # --------------------------------------------------------------------------- one run
@@ -512,9 +133,8 @@ def run(spec: RunSpec, resume: bool = False, progress: bool = True, log=print,
     """
     started = time.perf_counter()
     spec = spec.resolved()
-    if max_minutes is not None and not (isinstance(max_minutes, (int, float)) and math.isfinite(max_minutes)
-                                        and max_minutes > 0):
-        raise ValueError(f"--max-minutes must be a number > 0, got {max_minutes!r}")
+    if max_minutes is not None:
+        checks.check_number(max_minutes, "--max-minutes", above=0.0)
     check_writable_directory(spec.out, "--out")
     check_not_busy(spec.out)
     check_out_dir(spec, resume)  # a first look; checked again below, once the directory is ours
@@ -579,7 +199,7 @@ class _Run:
 
     def save(self, states, step: int) -> None:
         """Checkpoint ``states`` with the curves so far, then the records (which never run ahead of it)."""
-        with _signals_deferred():
+        with signals_deferred():
             checkpoint.save(self.ckpt_path, states, {**self.expected(), "step": step, "wall_time_s": self.wall(),
                                                      "longest_milestone_s": round(self.longest_milestone, 3),
                                                      "curves": {spec_name: self.curves[run] for run, spec_name
@@ -592,26 +212,20 @@ class _Run:
         return {(task, seed): self.spec.run_name(task, seed) for task, seed in self.spec.runs()}
 
     def write_records(self, step: int) -> list[dict]:
-        spec, records = self.spec, []
+        """Write (and return) the record of every (task, seed) at ``step`` (``rql_lite.runs.records``)."""
+        spec, out = self.spec, []
         for task, seed in spec.runs():
-            curve = self.curves[(task, seed)]
-            record = {
-                "schema": RECORD_SCHEMA, "task": task, "agent": spec.agent, "method": spec.method(),
-                "seed": seed, "steps": step,
-                "target_steps": spec.steps, "finished": step == spec.steps and self.evaluated_at(step),
-                "profile": spec.profile,
-                "config": config_dict(self.config), "dataset": self.data_info, "eval_episodes": spec.eval_episodes,
-                "success_curve": curve, "final_success_rate": curve[-1]["success_rate"] if curve else None,
-                "git_commit": self.commit, "device": device_description(), "wall_time_s": round(self.wall(), 2),
-                "num_seeds_in_run": len(spec.seeds), "runs_in_program": len(spec.runs()),
-                "runs_batching": default_batching(),  # "map" (one after another, CPU) or "vmap" (batched)
-                "command": self.run_info["command"], "updated": utc_now(),
-            }
-            if spec.multi_task:
-                record["tasks_in_program"] = list(spec.tasks)
-            write_json_atomic(spec.record_path(task, seed), record)
-            records.append(record)
-        return records
+            record = records.make_record(
+                task=task, agent=spec.agent, method=spec.method(), seed=seed, steps=step, target_steps=spec.steps,
+                finished=step == spec.steps and self.evaluated_at(step), profile=spec.profile,
+                config=config_dict(self.config), dataset=self.data_info, eval_episodes=spec.eval_episodes,
+                success_curve=self.curves[(task, seed)], git_commit=self.commit, device=device_description(),
+                wall_time_s=self.wall(), command=self.run_info["command"], num_seeds_in_run=len(spec.seeds),
+                runs_in_program=len(spec.runs()), runs_batching=default_batching(),
+                tasks_in_program=list(spec.tasks) if spec.multi_task else None)
+            records.write_record(spec.record_path(task, seed), record)
+            out.append(record)
+        return out
 
     def resume_from_checkpoint(self, states):
         """The states of the latest good checkpoint (the previous one if the latest is damaged)."""
@@ -644,8 +258,6 @@ class _Run:
     def evaluate_at(self, states, step: int) -> float:
         """Evaluate every (task, seed) at ``step`` in one ``evaluate_many`` call (all episodes in
         lockstep, one policy call per chunk); the curves grow only once all runs are done."""
-        from rql_lite.ogbench.evaluate import eval_pool, evaluate_many
-
         runs = self.spec.runs()
         tasks = [task for task, _ in runs]
         if self.eval_pool is None:  # built once per command: making envs (and worker processes) is slow
@@ -759,18 +371,17 @@ class _Run:
                              f"Continue with: {self.continue_with}")
 
     def record_videos(self, states) -> None:
-        from rql_lite.ogbench.evaluate import evaluate, make_eval_env, write_video
-
-        envs = {task: make_eval_env(task, render=True) for task in self.spec.tasks}
-        for i, (task, seed) in enumerate(self.spec.runs()):
-            result = evaluate(envs[task], unstack(states, i), self.spec.video_episodes, seed=seed,
-                              video_episodes=self.spec.video_episodes, max_steps=self.spec.max_eval_steps)
-            prefix = f"{task}-" if self.spec.multi_task else ""
+        """Record ``video_episodes`` episodes of every (task, seed) at once (``evaluate_many``) and write
+        them to ``videos/``; each (task, seed) is evaluated with its training seed."""
+        spec = self.spec
+        runs = spec.runs()
+        results = evaluate_many([task for task, _ in runs], states, spec.video_episodes, [seed for _, seed in runs],
+                                max_steps=spec.max_eval_steps, video_episodes=spec.video_episodes)
+        for (task, seed), result in zip(runs, results):
+            prefix = f"{task}-" if spec.multi_task else ""
             for j, frames in enumerate(result["frames"]):
-                write_video(frames, os.path.join(self.spec.out, "videos", f"{prefix}seed{seed}-episode{j}.mp4"))
+                write_video(frames, os.path.join(spec.out, "videos", f"{prefix}seed{seed}-episode{j}.mp4"))
 
 
 def _leaves(states):
-    import jax
-
     return jax.tree_util.tree_leaves(states)

@@ -1,11 +1,12 @@
 """Results tables built only from run records, beside the published baselines.
 
 A *record* is the file ``records/seed{S}.json`` that ``python -m rql_lite train`` writes into its
-run directory (schema ``rql_lite-run-record-v1``): task, agent, seed, steps, the effective config,
-the dataset and its sha256, the git commit, the device, the wall time and the success curve.
-Everything a table shows for this project's agents is computed here from such records, and each
-table cell carries the paths of the records behind it, so a test can check that no number
-stands without one. A cell with no record says ``not run``.
+run directory (``rql_lite.runs.records``: task, agent, seed, steps, the effective config, the
+dataset and its sha256, the git commit, the device, the wall time and the success curve; that
+module's ``find_records`` and ``default_results_dir`` are imported here for the pages that build
+tables). Everything a table shows for this project's agents is computed here from such records,
+and each table cell carries the paths of the records behind it, so a test can check that no
+number stands without one. A cell with no record says ``not run``.
 
 The published baselines (success after 1M offline steps, 12 seeds each, from the experiment
 data of "Q-learning with adjoint matching", which the RQL paper uses) are read from
@@ -25,17 +26,14 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-RECORD_SCHEMA = "rql_lite-run-record-v1"
+from rql_lite.agent import config_dict
+from rql_lite.configs import BENCHMARK_DOMAINS, agent_config, benchmark_tasks, domain_of
+from rql_lite.runs.records import Record, default_results_dir, find_records  # noqa: F401  (read here, used by pages)
+
 NOT_RUN = "not run"
 PAPER_STEPS = 1_000_000
 PAPER_SEEDS = 4
 
-# The ten OGBench domains of the paper, in its table's order; five tasks each.
-BENCHMARK_DOMAINS = (
-    "antmaze-large-navigate", "antmaze-giant-navigate", "humanoidmaze-medium-navigate",
-    "humanoidmaze-large-navigate", "scene-play", "puzzle-3x3-play", "puzzle-4x4-play",
-    "cube-double-play", "cube-triple-play", "cube-quadruple-play",
-)
 # The baselines in the order of the paper's table.
 PAPER_BASELINE_ORDER = ("ReBRAC", "FBRAC", "BAM", "FQL", "FAWAC", "CGQL", "CGQL-M", "CGQL-L", "DAC", "QSM", "DSRL",
                         "FEdit", "IFQL", "QAM", "QAM-F", "QAM-E")
@@ -43,91 +41,9 @@ PAPER_BASELINE_ORDER = ("ReBRAC", "FBRAC", "BAM", "FQL", "FAWAC", "CGQL", "CGQL-
 HUNDRED_M_DOMAINS = ("puzzle-4x4-play", "cube-quadruple-play")
 
 
-def default_results_dir() -> str:
-    """``results/`` of the checkout this package runs from (a clone or an editable install),
-    else ``results`` under the working directory or its parent (a notebook in ``notebooks/``)."""
-    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # rql_lite/, above runs/
-    here = os.path.join(os.path.dirname(package), "results")
-    for candidate in (here, "results", os.path.join("..", "results")):
-        if os.path.isdir(candidate):
-            return candidate
-    return here
-
-
-def benchmark_tasks(domain: str | None = None) -> list[str]:
-    """The 50 singletask names of the paper (or the five of one domain)."""
-    domains = BENCHMARK_DOMAINS if domain is None else (domain,)
-    return [f"{d}-singletask-task{i}-v0" for d in domains for i in range(1, 6)]
-
-
-def domain_of_task(task: str) -> str:
-    return task.split("-singletask")[0]
-
-
-# --------------------------------------------------------------------------- records
-
-
-@dataclasses.dataclass(frozen=True)
-class Record:
-    """One seed of one run, as read from its record file."""
-
-    path: str
-    task: str
-    method: str
-    agent: str
-    seed: int
-    steps: int
-    target_steps: int
-    finished: bool
-    success_rate: float | None
-    eval_episodes: int
-    config: dict
-    dataset_source: str
-    device: str
-    command: str
-    git_commit: str | None
-    wall_time_s: float
-    success_curve: tuple
-
-    @classmethod
-    def from_file(cls, path: str) -> "Record":
-        from rql_lite.agent import complete_config_dict  # an older record's config: fields added since at their defaults
-
-        try:
-            with open(path) as f:
-                raw = json.load(f)
-        except (OSError, json.JSONDecodeError) as err:
-            raise ValueError(f"cannot read run record {path}: {err}") from None
-        if not isinstance(raw, dict) or raw.get("schema") != RECORD_SCHEMA:
-            raise ValueError(f"{path} is not an rql_lite run record (schema {RECORD_SCHEMA!r} expected); "
-                             f"move it out of the results directory")
-        try:
-            return cls(
-                path=path, task=raw["task"], method=raw.get("method") or raw["agent"].upper(), agent=raw["agent"],
-                seed=int(raw["seed"]), steps=int(raw["steps"]), target_steps=int(raw["target_steps"]),
-                finished=bool(raw["finished"]), success_rate=raw["final_success_rate"],
-                eval_episodes=int(raw["eval_episodes"]), config=complete_config_dict(raw["config"]),
-                dataset_source=raw["dataset"]["source"], device=raw["device"], command=raw["command"],
-                git_commit=raw.get("git_commit"), wall_time_s=float(raw["wall_time_s"]),
-                success_curve=tuple((int(p["step"]), float(p["success_rate"])) for p in raw["success_curve"]),
-            )
-        except (KeyError, TypeError, ValueError) as err:
-            raise ValueError(f"run record {path} is missing or has a malformed field ({err!r})") from None
-
-
-def find_records(root: str | None = None) -> list[Record]:
-    """Every record under ``root`` (default ``default_results_dir()``): ``**/records/seed*.json``."""
-    root = default_results_dir() if root is None else root
-    paths = sorted(glob.glob(os.path.join(root, "**", "records", "**", "seed*.json"), recursive=True))
-    return [Record.from_file(p) for p in paths]
-
-
 def is_paper_scale(record: Record) -> bool:
     """Whether a record used the paper's hyperparameters and network sizes for its task."""
-    from rql_lite.configs import DOMAINS, agent_config
-    from rql_lite.runs.experiment import config_dict
-
-    if domain_of_task(record.task) not in DOMAINS or record.task not in benchmark_tasks():
+    if record.task not in benchmark_tasks():
         return False
     cfg = record.config
     expected = config_dict(agent_config(record.task, cfg["obs_dim"], cfg["action_dim"], profile="full",
@@ -307,7 +223,7 @@ def commands_html(rows: Sequence[tuple[str, Sequence[str]]], summary: str) -> st
 
 def paper_command(task: str, agent: str, seeds: int = PAPER_SEEDS) -> str:
     """The command that runs the paper's protocol for one task (official data; a GPU)."""
-    dataset = "official" if domain_of_task(task) not in HUNDRED_M_DOMAINS else "PATH/TO/100M-DATASET.npz"
+    dataset = "official" if domain_of(task) not in HUNDRED_M_DOMAINS else "PATH/TO/100M-DATASET.npz"
     return (f"python -m rql_lite train --task {task} --agent {agent} --seeds {' '.join(map(str, range(seeds)))} "
             f"--steps {PAPER_STEPS} --dataset {dataset} --profile full --out runs/{task}-{agent}")
 

@@ -3,20 +3,19 @@
 1. The value network computes what the release's ``MLP`` computes: each hidden layer is
    Dense -> GELU -> LayerNorm. Checked against a NumPy forward pass written from that order.
 2. In grid mode the reversed points are the points of the K-step path (the paper's reversal).
-3. Files made with the old network definition are refused by name, not loaded silently.
-"""
-import json
-from pathlib import Path
+3. The analysis readers reverse with the agent's own rule.
 
-import flax.serialization
+Files made with the old network definition are refused by name: tests/runs/test_checkpoint.py. How
+often the data rules where the two differ apply on a dataset: tests/ogbench/test_fidelity_counts.py.
+"""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from rql_lite import networks
-from rql_lite.runs import checkpoint
-from rql_lite.agent import AgentConfig, init_state, reverse_to
+from rql_lite.agent import AgentConfig, init_state, policy_net, reverse_to
+from rql_lite.analysis import virtual_trajectory
 from rql_lite.flow import euler, euler_path, reverse_on_grid
 
 
@@ -109,8 +108,6 @@ def test_grid_mode_of_the_agent_uses_the_path_and_mixed_mode_keeps_the_release_r
     obs = jax.random.normal(jax.random.PRNGKey(1), (6, 2))
     actions = jax.random.normal(jax.random.PRNGKey(2), (6, 2))
     f = jnp.arange(6) / 5.0
-    from rql_lite.agent import policy_net
-
     v = lambda x, t: policy_net(config).apply(state.policy_params, obs, x, t)  # noqa: E731
     grid = reverse_to(config.replace(flow_time_mode="grid"), state.policy_params, obs, actions, f)
     path = euler_path(v, actions, 1.0, 0.0, 5)
@@ -122,71 +119,9 @@ def test_grid_mode_of_the_agent_uses_the_path_and_mixed_mode_keeps_the_release_r
     assert float(jnp.max(jnp.abs(mixed[1:5] - grid[1:5]))) > 1e-4
 
 
-def _rewrite_metadata(path, drop_network=True, network=None):
-    payload = flax.serialization.msgpack_restore(Path(path).read_bytes())
-    meta = json.loads(payload["metadata"])
-    meta.pop("network", None)
-    if not drop_network:
-        meta["network"] = network
-    payload["metadata"] = json.dumps(meta, sort_keys=True)
-    Path(path).write_bytes(flax.serialization.msgpack_serialize(payload))
-
-
-def test_a_checkpoint_made_with_the_old_network_is_refused_by_name(tmp_path):
-    from rql_lite.train import init_states
-
-    config = AgentConfig(obs_dim=3, action_dim=2, horizon=2, policy_hidden=(8,), value_hidden=(8,), num_values=2)
-    states, _ = init_states(config, [0])
-    path = str(tmp_path / "ckpt.msgpack")
-    checkpoint.save(path, states, {"task": "t"})
-    checkpoint.load(path, states)  # this version's own file loads
-    _rewrite_metadata(path)  # a file from before the definition was recorded: v1
-    with pytest.raises(ValueError, match="another network definition.*LayerNorm -> GELU"):
-        checkpoint.load(path, states)
-
-
-def test_an_agent_exported_with_another_network_is_refused_by_name(tmp_path):
-    config = AgentConfig(obs_dim=3, action_dim=2, horizon=2, policy_hidden=(8,), value_hidden=(8,), num_values=2)
-    path = str(tmp_path / "agent.msgpack")
-    checkpoint.save_agent(path, init_state(config, jax.random.PRNGKey(0)), {"task": "t"})
-    checkpoint.load_agent(path)
-    _rewrite_metadata(path, drop_network=False, network="v9: something else")
-    with pytest.raises(ValueError, match="v9: something else"):
-        checkpoint.load_agent(path)
-
-
-def test_chunk_rule_fractions_count_what_they_say_on_a_dataset_with_known_answers():
-    from rql_lite import data
-    from rql_lite.ogbench.fidelity import chunk_rule_fractions
-
-    episodes, length, h = 200, 10, 5
-    n = episodes * length
-    rng = np.random.default_rng(0)
-    terminals = np.tile(np.eye(length)[-1], episodes)
-    masks = np.ones(n)
-    masks[7::length] = 0.0  # a success at row 7 of every episode
-    actions = rng.uniform(-0.9, 0.9, (n, 2))
-    actions[::100, 0] = 1.0  # 1 row in 100 at the bound, which the release would clip
-    ds = data.from_arrays(rng.normal(size=(n, 3)), actions, np.zeros(n), terminals, masks=masks)
-    got = chunk_rule_fractions(ds, h, num_chunks=40_000)["fractions"]
-    # Starts are uniform over the 10 rows of an episode:
-    expected = {
-        "crosses_episode_end": 0.4,  # starts 6..9 run past row 9
-        "ends_on_last_row": 0.1,  # start 5 ends exactly on row 9
-        "any_success": 0.5,  # starts 3..7 contain row 7
-        "success_inside": 0.4,  # starts 4..7: row 7 comes before the chunk's last valid step
-    }
-    for name, want in expected.items():
-        assert abs(got[name] - want) < 0.015, (name, got[name])
-    assert got["action_rows_clipped_by_release"] == pytest.approx(0.01)
-    assert got["actions_clipped_by_release"] == pytest.approx(0.005)
-
-
 @pytest.mark.parametrize("mode", ["mixed", "grid"])
 def test_the_analysis_readers_reverse_with_the_agents_own_rule(mode):
     """analysis.virtual_trajectory (chapters 3 and 6) must show the points the update trains on."""
-    from rql_lite.analysis import virtual_trajectory
-
     config = AgentConfig(obs_dim=2, action_dim=2, horizon=1, flow_steps=4, policy_hidden=(16,), value_hidden=(8,),
                          num_values=2, flow_time_mode=mode)
     state = init_state(config, jax.random.PRNGKey(0))

@@ -6,19 +6,16 @@ generated dataset). A run stopped by ``--max-minutes`` and resumed must end with
 must get what it would get alone (to float32 rounding: the program batches more runs).
 """
 import json
-import os
 
 import jax
 import numpy as np
 import pytest
-from test_experiment import TASK, spec
-from test_run_dir import QUIET, assert_one_line_error, assert_same_outcome, cli, data_dir, straight, straight_dir  # noqa: F401
-from test_run_dir import train_argv
+from support import QUIET, TASK, TASK1, assert_one_line_error, assert_same_outcome, cli, spec, train_argv
 
+from rql_lite.cli import main
 from rql_lite.runs import report
-from rql_lite.runs.experiment import SegmentEnded, load_run, run, runs_of
-
-TASK1 = TASK.replace("task2", "task1")
+from rql_lite.runs.experiment import SegmentEnded, run
+from rql_lite.runs.rundir import load_run, runs_of
 
 
 def test_a_run_in_time_limited_segments_ends_as_an_uninterrupted_one(tmp_path, capsys, data_dir, straight):
@@ -151,8 +148,6 @@ def test_export_keeps_an_existing_file_unless_told_and_evaluate_picks_a_task(tmp
     assert_one_line_error(code, err, "exists", "--overwrite")
     assert agent.read_bytes() == before
     assert cli(capsys, "export", "--run", str(out), "--task", TASK1, "--out", str(agent), "--overwrite")[0] == 0
-    from rql_lite.cli import main
-
     assert main(["evaluate", "--run", str(out), "--task", TASK1, "--episodes", "1", "--max-steps", "5"]) == 0
     printed = capsys.readouterr().out
     assert TASK1 in printed and TASK not in printed.replace(TASK1, "")

@@ -8,8 +8,8 @@ import jax
 import numpy as np
 import pytest
 
-from rql_lite.teaching import plots as viz
-from rql_lite.teaching.toys import gaussian_flow
+from rql_lite.teaching.live import live_flow_time, live_reverse_path, live_value_slices
+from rql_lite.teaching.toys import euler_path_jit, gaussian_flow
 
 KS = (1, 2, 4, 8, 16, 32)
 PAGE_LIMIT = 1_500_000  # bytes of added data per chapter page
@@ -29,9 +29,9 @@ def figures(flow):
     paths = np.stack([z[:300] * (1 - f) + data[:300] * f for f in np.arange(k + 1) / k])
     values = np.linspace(0, 1, (k + 1) * 300).reshape(k + 1, 300)
     return {
-        "flow-time": viz.live_flow_time(velocity, z[:400], data=data, ks=KS),
-        "reverse-path": viz.live_reverse_path(velocity, data, ks=KS, n_points=150, grid=11, background=data),
-        "value-slices": viz.live_value_slices(np.random.default_rng(0).random((k + 1, 81, 81)), (-2.5, 2.5, -2.5, 2.5),
+        "flow-time": live_flow_time(velocity, z[:400], data=data, ks=KS),
+        "reverse-path": live_reverse_path(velocity, data, ks=KS, n_points=150, grid=11, background=data),
+        "value-slices": live_value_slices(np.random.default_rng(0).random((k + 1, 81, 81)), (-2.5, 2.5, -2.5, 2.5),
                                               paths, values, path_rewards=values[-1]),
     }
 
@@ -52,7 +52,7 @@ def test_flow_time_figure_holds_every_grid_point_of_every_path(flow, figures):
     assert len(rows) == 400 * len(KS)
     assert all(len(r["x"]) == len(r["y"]) == r["k"] + 1 for r in rows)
     row = next(r for r in rows if r["k"] == 8 and r["id"] == 3)
-    path = np.asarray(viz.euler_path_jit(velocity, z[:400], 0.0, 1.0, 8))[:, 3]
+    path = np.asarray(euler_path_jit(velocity, z[:400], 0.0, 1.0, 8))[:, 3]
     np.testing.assert_allclose(np.stack([row["x"], row["y"]], 1), path, atol=1e-3)
     p = params(fig)
     assert p["t"]["bind"] == {"input": "range", "min": 0, "max": 1, "step": 0.01, "name": "flow time t "}
@@ -100,7 +100,7 @@ def test_html_embeds_the_spec_with_the_pages_own_vega(figures):
 def test_step_counts_must_be_powers_of_two(flow):
     velocity, z, data = flow
     with pytest.raises(ValueError):
-        viz.live_flow_time(velocity, z[:10], ks=(1, 2, 10))
+        live_flow_time(velocity, z[:10], ks=(1, 2, 10))
 
 
 def test_vega_draws_every_figure(figures):

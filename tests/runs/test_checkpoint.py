@@ -1,12 +1,17 @@
-"""Checkpoints round-trip exactly, are written atomically, and refuse damaged or foreign files."""
+"""Checkpoints round-trip exactly, are written atomically, and refuse damaged or foreign files, and files
+of another network definition (loaded silently, those would compute something else)."""
+import json
 import os
+from pathlib import Path
 
+import flax.serialization
 import jax
 import numpy as np
 import pytest
 
+from rql_lite.agent import AgentConfig, act, init_state
+from rql_lite.networks import NETWORK_DEFINITION
 from rql_lite.runs import checkpoint
-from rql_lite.agent import AgentConfig
 from rql_lite.train import init_states
 
 CFG = AgentConfig(obs_dim=3, action_dim=2, horizon=2, policy_hidden=(8,), value_hidden=(8,), num_values=2)
@@ -33,8 +38,6 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
 
 
 def test_foreign_checkpoint_is_a_clear_error(tmp_path):
-    import flax.serialization
-
     path = tmp_path / "other.msgpack"
     path.write_bytes(flax.serialization.msgpack_serialize({"params": np.zeros(3)}))
     template, _ = init_states(CFG, [0])
@@ -54,8 +57,6 @@ def test_checkpoint_of_another_run_is_refused(tmp_path):
 
 
 def test_an_exported_agent_acts_exactly_like_the_state_it_came_from(tmp_path):
-    from rql_lite.agent import AgentConfig, act, init_state
-
     config = AgentConfig(obs_dim=3, action_dim=2, horizon=2, policy_hidden=(8,), value_hidden=(8,), num_values=2)
     state = init_state(config, jax.random.PRNGKey(4))
     state = state.replace(ema_policy_params=jax.tree_util.tree_map(lambda x: x + 0.1, state.ema_policy_params))
@@ -75,8 +76,6 @@ def test_an_exported_agent_acts_exactly_like_the_state_it_came_from(tmp_path):
 
 
 def test_a_policy_only_agent_acts_like_its_state_and_is_much_smaller(tmp_path):
-    from rql_lite.agent import AgentConfig, act, init_state
-
     config = AgentConfig(obs_dim=3, action_dim=2, horizon=2, policy_hidden=(16,), value_hidden=(16, 16), num_values=4)
     state = init_state(config, jax.random.PRNGKey(4))
     state = state.replace(ema_policy_params=jax.tree_util.tree_map(lambda x: x - 0.2, state.ema_policy_params))
@@ -139,12 +138,6 @@ def test_each_save_keeps_the_previous_checkpoint_and_load_latest_falls_back_to_i
 
 
 def test_a_checkpoint_of_the_previous_format_without_checksum_still_loads(tmp_path):
-    import json
-
-    import flax.serialization
-
-    from rql_lite.networks import NETWORK_DEFINITION
-
     states, _ = init_states(CFG, [0])
     path = tmp_path / "v1.msgpack"
     path.write_bytes(flax.serialization.msgpack_serialize({
@@ -155,3 +148,34 @@ def test_a_checkpoint_of_the_previous_format_without_checksum_still_loads(tmp_pa
     assert meta["task"] == "t"
     for a, b in zip(jax.tree_util.tree_leaves(restored), jax.tree_util.tree_leaves(states)):
         np.testing.assert_array_equal(a, b)
+
+
+def _rewrite_metadata(path, drop_network=True, network=None):
+    payload = flax.serialization.msgpack_restore(Path(path).read_bytes())
+    meta = json.loads(payload["metadata"])
+    meta.pop("network", None)
+    if not drop_network:
+        meta["network"] = network
+    payload["metadata"] = json.dumps(meta, sort_keys=True)
+    Path(path).write_bytes(flax.serialization.msgpack_serialize(payload))
+
+
+def test_a_checkpoint_made_with_the_old_network_is_refused_by_name(tmp_path):
+    config = AgentConfig(obs_dim=3, action_dim=2, horizon=2, policy_hidden=(8,), value_hidden=(8,), num_values=2)
+    states, _ = init_states(config, [0])
+    path = str(tmp_path / "ckpt.msgpack")
+    checkpoint.save(path, states, {"task": "t"})
+    checkpoint.load(path, states)  # this version's own file loads
+    _rewrite_metadata(path)  # a file from before the definition was recorded: v1
+    with pytest.raises(ValueError, match="another network definition.*LayerNorm -> GELU"):
+        checkpoint.load(path, states)
+
+
+def test_an_agent_exported_with_another_network_is_refused_by_name(tmp_path):
+    config = AgentConfig(obs_dim=3, action_dim=2, horizon=2, policy_hidden=(8,), value_hidden=(8,), num_values=2)
+    path = str(tmp_path / "agent.msgpack")
+    checkpoint.save_agent(path, init_state(config, jax.random.PRNGKey(0)), {"task": "t"})
+    checkpoint.load_agent(path)
+    _rewrite_metadata(path, drop_network=False, network="v9: something else")
+    with pytest.raises(ValueError, match="v9: something else"):
+        checkpoint.load_agent(path)

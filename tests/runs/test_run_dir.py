@@ -6,7 +6,6 @@ an evaluation, kill -9 in the middle of a checkpoint or run.json write, a second
 same directory, flipped bits, read-only directories, odd arguments. Every interrupted run, once
 resumed, must end with the records and (bitwise, on CPU) the parameters of an uninterrupted one.
 """
-import hashlib
 import json
 import os
 import random
@@ -18,111 +17,15 @@ import sys
 import threading
 import time
 
-import jax
 import numpy as np
 import pytest
-from test_experiment import TASK, spec  # the same tiny run as the experiment tests
+from support import (QUIET, TASK, assert_one_line_error, assert_same_outcome, cli, interrupted_at_call, snapshot,
+                     spec, train_argv)
 
-from rql_lite import data
+from rql_lite import files
 from rql_lite.runs import checkpoint
-from rql_lite.cli import main
-from rql_lite.runs.experiment import (
-    CHECKPOINT_FILE,
-    LOCK_FILE,
-    RunInterrupted,
-    TrainingDiverged,
-    check_out_dir,
-    load_run,
-    run,
-)
-
-QUIET = dict(progress=False, log=lambda *_: None)
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    folder = str(tmp_path_factory.mktemp("datasets"))
-    data.load_ogbench(TASK, "generated", data_dir=folder, num_episodes=2, episode_length=100, progress=False)
-    return folder
-
-
-def train_argv(out, data_dir, *extra):
-    """The command line of ``spec(out, data_dir)``."""
-    return ["train", "--task", TASK, "--seeds", "0", "1", "--steps", "40", "--eval-every", "20", "--save-every", "20",
-            "--eval-episodes", "1", "--max-eval-steps", "20", "--dataset-episodes", "2", "--episode-length", "100",
-            "--data-dir", data_dir, "--out", str(out), "--no-progress",
-            "--set", "policy_hidden=16", "value_hidden=16", "num_values=2", "batch_size=16", *extra]
-
-
-def outcome(out):
-    """What a finished run leaves that must not depend on interruptions: records without wall
-    times, and the checkpoint's parameters. The git commit is left out too: it is the checkout of
-    the process that wrote the record, and others may commit or edit files while the tests run."""
-    records = {}
-    for name in sorted(os.listdir(os.path.join(out, "records"))):
-        with open(os.path.join(out, "records", name)) as f:
-            record = json.load(f)
-        for key in ("wall_time_s", "updated", "command", "git_commit"):
-            record.pop(key)
-        record["success_curve"] = [{k: v for k, v in p.items() if k != "wall_time_s"} for p in record["success_curve"]]
-        records[name] = record
-    _, states, meta = load_run(str(out))
-    return records, [np.asarray(x) for x in jax.tree_util.tree_leaves(states)], meta
-
-
-def assert_same_outcome(out, reference):
-    records, leaves, meta = outcome(out)
-    ref_records, ref_leaves, ref_meta = reference
-    assert records == ref_records
-    assert meta["step"] == ref_meta["step"]
-    for a, b in zip(leaves, ref_leaves):
-        np.testing.assert_array_equal(a, b)  # bitwise on CPU
-
-
-@pytest.fixture(scope="module")
-def straight_dir(tmp_path_factory, data_dir):
-    """An uninterrupted run (do not change it)."""
-    out = tmp_path_factory.mktemp("straight") / "run"
-    run(spec(out, data_dir), **QUIET)
-    return out
-
-
-@pytest.fixture(scope="module")
-def straight(straight_dir):
-    """What every interrupted-and-resumed run must end with."""
-    return outcome(straight_dir)
-
-
-def snapshot(root):
-    """Every file and folder under ``root`` with its mtime and content hash. The lock file is left
-    out: it is bookkeeping, and a stale one left by a killed process is reused."""
-    found = {}
-    for folder, dirs, files in os.walk(root):
-        for name in dirs:
-            found[os.path.relpath(os.path.join(folder, name), root)] = "dir"
-        for name in files:
-            if name == LOCK_FILE:
-                continue
-            path = os.path.join(folder, name)
-            with open(path, "rb") as f:
-                found[os.path.relpath(path, root)] = (os.stat(path).st_mtime_ns, hashlib.sha256(f.read()).hexdigest())
-    return found
-
-
-def cli(capsys, *argv):
-    """``python -m rql_lite ARGV`` in this process: ``(exit code, stderr)``."""
-    try:
-        code = main(list(argv))
-    except SystemExit as exit:
-        code = exit.code
-    return code, capsys.readouterr().err
-
-
-def assert_one_line_error(code, err, *needles):
-    assert code == 2, err
-    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in err, err
+from rql_lite.runs.experiment import RunInterrupted, TrainingDiverged, check_out_dir, run
+from rql_lite.runs.rundir import CHECKPOINT_FILE, LOCK_FILE, load_run, remove_stale_temporaries
 
 
 # --------------------------------------------------------------------------- real processes
@@ -131,6 +34,7 @@ def assert_one_line_error(code, err, *needles):
 # stdout, so that the test can kill or signal it exactly there.
 HOOKED_CLI = r'''
 import os, sys, time
+from rql_lite import files
 from rql_lite.runs import checkpoint, experiment
 hook, argv = sys.argv[1], sys.argv[2:]
 
@@ -141,31 +45,30 @@ def stall():
 
 
 if hook.startswith("checkpoint"):  # half-way through writing checkpoint number N
-    real_write, calls, stop_at = checkpoint._write_atomic, [], int(hook.split(":")[1])
+    real_write, calls, stop_at = checkpoint.write_bytes_atomic, [], int(hook.split(":")[1])
 
     def write(path, data, keep_previous=False):
         calls.append(path)
         if len(calls) == stop_at:
-            with open(f"{path}{checkpoint.TEMPORARY_MARK}{os.getpid()}", "wb") as f:
+            with open(files.temporary_path(path), "wb") as f:
                 f.write(data[: len(data) // 2])
             stall()
         return real_write(path, data, keep_previous)
 
-    checkpoint._write_atomic = write
+    checkpoint.write_bytes_atomic = write
 elif hook == "run.json":  # half-way through writing run.json
     real_json = experiment.write_json_atomic
 
     def write_json(path, payload):
         if path.endswith("run.json"):
-            with open(f"{path}.tmp-{os.getpid()}", "w") as f:
+            with open(files.temporary_path(path), "w") as f:
                 f.write('{"identity": {"task"')
             stall()
         return real_json(path, payload)
 
     experiment.write_json_atomic = write_json
 elif hook.startswith("evaluate"):  # inside evaluation call number N (all runs of one step at once)
-    import rql_lite.ogbench.evaluate as evaluate_module
-    real_evaluate, calls, stop_at = evaluate_module.evaluate_many, [], int(hook.split(":")[1])
+    real_evaluate, calls, stop_at = experiment.evaluate_many, [], int(hook.split(":")[1])
 
     def evaluate_many(*args, **kwargs):
         calls.append(1)
@@ -173,7 +76,7 @@ elif hook.startswith("evaluate"):  # inside evaluation call number N (all runs o
             stall()
         return real_evaluate(*args, **kwargs)
 
-    evaluate_module.evaluate_many = evaluate_many
+    experiment.evaluate_many = evaluate_many
 elif hook == "locked":  # stop right after taking the run directory's lock
     real_lock = experiment.RunDirectoryLock.__init__
 
@@ -185,12 +88,6 @@ elif hook == "locked":  # stop right after taking the run directory's lock
 from rql_lite.cli import main
 sys.exit(main(argv))
 '''
-
-
-@pytest.fixture(scope="module")
-def compile_cache(tmp_path_factory):
-    """A persistent XLA cache shared by the child processes: only the first one compiles the update."""
-    return str(tmp_path_factory.mktemp("xla-cache"))
 
 
 def start_stalled(hook, argv, compile_cache, timeout=240):
@@ -220,14 +117,14 @@ def test_kill_9_mid_checkpoint_write_leaves_a_run_that_resumes_exactly(tmp_path,
     proc = start_stalled("checkpoint:2", train_argv(out, data_dir), compile_cache)
     proc.kill()  # SIGKILL: no handler runs
     proc.wait()
-    leftovers = [n for n in os.listdir(out) if checkpoint.is_temporary(n)]
-    assert leftovers == [f"{CHECKPOINT_FILE}{checkpoint.TEMPORARY_MARK}{proc.pid}"]
+    leftovers = [n for n in os.listdir(out) if files.is_temporary(n)]
+    assert leftovers == [files.temporary_path(CHECKPOINT_FILE, proc.pid)]
     assert checkpoint.read_metadata(str(out / CHECKPOINT_FILE))["step"] == 20  # the last complete save
 
     logged = []
     run(spec(out, data_dir), resume=True, progress=False, log=logged.append)
     assert any("removed" in line and "killed" in line for line in logged), logged
-    assert not [n for n in os.listdir(out) if checkpoint.is_temporary(n)]
+    assert not [n for n in os.listdir(out) if files.is_temporary(n)]
     assert_same_outcome(out, straight)
 
 
@@ -237,7 +134,7 @@ def test_kill_9_while_run_json_is_written_does_not_get_the_directory_stuck(tmp_p
     proc = start_stalled("run.json", train_argv(out, data_dir), compile_cache)
     proc.kill()
     proc.wait()
-    assert sorted(os.listdir(out)) == sorted([LOCK_FILE, f"run.json.tmp-{proc.pid}"])
+    assert sorted(os.listdir(out)) == sorted([LOCK_FILE, files.temporary_path("run.json", proc.pid)])
     assert check_out_dir(spec(out, data_dir).resolved(), resume=False) is None  # a plain rerun may start
     assert check_out_dir(spec(out, data_dir).resolved(), resume=True) is None  # so may --resume
     run(spec(out, data_dir), resume=True, **QUIET)
@@ -334,8 +231,6 @@ for i in range(1000):
 
 
 def test_kill_9_during_checkpoint_writes_never_loses_or_mixes_a_checkpoint(tmp_path):
-    from rql_lite.runs.experiment import remove_stale_temporaries
-
     template = {"a": np.zeros((512, 512), np.float32), "b": np.zeros((1000,), np.int32)}
     rng = random.Random(14)
     for attempt, hook in enumerate(["fsync", "rotate", "fsync", "rotate", "random", "random"]):
@@ -356,10 +251,10 @@ def test_kill_9_during_checkpoint_writes_never_loses_or_mixes_a_checkpoint(tmp_p
         for line in proc.stdout:  # saves completed while the kill was on its way
             if line.startswith("saved"):
                 saved = int(line.split()[1])
-        temporaries = [n for n in os.listdir(folder) if checkpoint.is_temporary(n)]
+        temporaries = [n for n in os.listdir(folder) if files.is_temporary(n)]
         if hook != "random":
-            assert temporaries == [f"{CHECKPOINT_FILE}{checkpoint.TEMPORARY_MARK}{proc.pid}"]
-        assert sorted(remove_stale_temporaries(str(folder))) == sorted(str(folder / n) for n in temporaries)
+            assert temporaries == [files.temporary_path(CHECKPOINT_FILE, proc.pid)]
+        assert remove_stale_temporaries(str(folder)) == sorted(str(folder / n) for n in temporaries)
         states, meta, used, problems = checkpoint.load_latest(path, template)
         assert not problems and saved <= meta["i"] <= saved + 1
         if hook != "random":
@@ -443,15 +338,8 @@ def test_a_diverging_run_stops_with_a_message_and_keeps_only_what_was_finite(tmp
 def test_ctrl_c_during_training_in_process_keeps_the_last_complete_dispatch(tmp_path, data_dir, straight, monkeypatch):
     import rql_lite.train as train_module
 
-    real, calls = train_module.run_updates_runs, []
-
-    def interrupt_second_dispatch(*args):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args)
-
-    monkeypatch.setattr(train_module, "run_updates_runs", interrupt_second_dispatch)
+    real = train_module.run_updates_runs
+    monkeypatch.setattr(train_module, "run_updates_runs", interrupted_at_call(real, 2))
     out = tmp_path / "run"
     with pytest.raises(RunInterrupted, match="interrupted at step 20 of 40.*--resume"):
         run(spec(out, data_dir), **QUIET)

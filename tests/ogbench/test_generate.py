@@ -1,13 +1,15 @@
-"""Tests for rql_lite.ogbench.generate: tiny datasets that load through OGBench's own loader."""
+"""rql_lite.ogbench.generate: tiny datasets that load through OGBench's own loader."""
 from __future__ import annotations
 
 import os
 
+import jax
 import numpy as np
 import ogbench
 import pytest
 
-from rql_lite.ogbench import generate as datagen
+from rql_lite import data
+from rql_lite.ogbench import generate
 
 EPISODE_LENGTH = 40
 NUM_EPISODES = 2  # plus one validation episode
@@ -15,7 +17,7 @@ NUM_EPISODES = 2  # plus one validation episode
 
 def _generate(name, out_dir, **kwargs):
     kwargs = dict(num_episodes=NUM_EPISODES, episode_length=EPISODE_LENGTH, progress=False) | kwargs
-    return datagen.generate_dataset(name, str(out_dir), **kwargs)
+    return generate.generate_dataset(name, str(out_dir), **kwargs)
 
 
 def _load_raw(path):
@@ -70,10 +72,6 @@ def test_loads_through_ogbench_singletask(cube_double):
 
 
 def test_chunk_sampler_respects_episode_ends_on_a_generated_dataset(cube_double):
-    import jax
-
-    from rql_lite import data
-
     _, train, _ = ogbench.make_env_and_datasets("cube-double-play-singletask-task2-v0",
                                                 dataset_path=cube_double.train_path)
     # Tag every row with its episode (OGBench's terminals mark each episode's last row).
@@ -127,19 +125,16 @@ def test_button_envs_store_button_states(tmp_path, name, task, num_buttons, num_
     assert train["rewards"].min() >= -num_rewards and train["rewards"].max() <= 0
 
 
-def test_dataset_name_for_task():
-    assert datagen.dataset_name_for_task("cube-double-play-singletask-task2-v0") == "cube-double-play-v0"
-    assert datagen.dataset_name_for_task("scene-play-singletask-v0") == "scene-play-v0"
-    assert datagen.dataset_name_for_task("puzzle-4x4-play-oraclerep-v0") == "puzzle-4x4-play-v0"
-    assert datagen.dataset_name_for_task("cube-triple-play-v0") == "cube-triple-play-v0"
-    assert all(datagen.get_recipe(name) is recipe for name, recipe in datagen.DATASETS.items())
+def test_every_recipe_is_found_by_its_dataset_and_task_names():
+    assert all(generate.get_recipe(name) is recipe for name, recipe in generate.DATASETS.items())
+    assert generate.get_recipe("cube-double-play-singletask-task2-v0") is generate.DATASETS["cube-double-play-v0"]
 
 
 def test_unknown_name_suggests_close_names(tmp_path):
     with pytest.raises(ValueError, match="cube-double-play-v0"):
-        datagen.generate_dataset("cube-dubble-play-v0", str(tmp_path))
+        generate.generate_dataset("cube-dubble-play-v0", str(tmp_path))
     with pytest.raises(ValueError, match="Valid datasets: cube-single-play-v0"):
-        datagen.get_recipe("antmaze-large-navigate-v0")
+        generate.get_recipe("antmaze-large-navigate-v0")
     assert not os.listdir(tmp_path)
 
 
@@ -156,8 +151,8 @@ def test_failed_write_keeps_old_file_and_cleans_up(tmp_path, monkeypatch):
         file.write(b"half an archive")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(datagen, "_write_npz_reproducibly", interrupted_save)
+    monkeypatch.setattr(generate, "_write_npz_reproducibly", interrupted_save)
     with pytest.raises(KeyboardInterrupt):
-        datagen._save_npz_atomic(str(path), {"x": np.zeros(3)})
+        generate._save_npz_atomic(str(path), {"x": np.zeros(3)})
     assert os.listdir(tmp_path) == ["data.npz"]
     assert path.read_bytes() == b"previous contents"

@@ -1,4 +1,5 @@
-"""evaluate_many: R agents x E episodes at once, equal to evaluate run by run; workers; errors."""
+"""evaluate_many: R agents x E episodes at once, equal to evaluate (its one-slot case) run by run;
+workers; recorded frames; errors. Most tests use a cheap fake env (``conftest.fake_env``)."""
 import multiprocessing
 import os
 import signal
@@ -6,19 +7,20 @@ import subprocess
 import sys
 import textwrap
 
-import fake_eval_env  # noqa: F401  (registers FakeReach-v0 here too, for the serial reference)
 import gymnasium
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from support import interrupted_at_call
 
+import rql_lite.ogbench.evaluate as evaluate_module
 from rql_lite.agent import AgentConfig
-from rql_lite.ogbench.evaluate import evaluate, evaluate_many, make_eval_env
+from rql_lite.ogbench.evaluate import eval_pool, evaluate, evaluate_many, make_eval_env
 from rql_lite.train import init_states, unstack
 
 CUBE = ["cube-single-play-singletask-task1-v0", "cube-single-play-singletask-task2-v0"]  # obs 28, action 5
-FAKE = "fake_eval_env:FakeReach-v0"
+FAKE = "fake_eval_env:FakeReach-v0"  # registered by the fake_env fixture (conftest), which these tests use
 KEYS = ("success_rate", "successes", "returns", "episode_lengths")
 
 
@@ -27,8 +29,9 @@ def tiny_config():
 
 
 @pytest.fixture(scope="module")
-def states():
+def states(fake_env):
     """Three runs of a fresh tiny agent (different init seeds, so different policies)."""
+    assert fake_env == FAKE
     return init_states(tiny_config(), [0, 1, 2])[0]
 
 
@@ -99,13 +102,19 @@ def unstack_two(states):
     return jax.tree_util.tree_map(lambda x: x[:2], states)
 
 
-def test_equals_evaluate_on_two_cube_tasks(states):
-    """Real OGBench envs, two tasks of one domain, in 2 workers (and in this process, one wave
-    of one episode per run, so the second episode of each run reuses an env)."""
+def test_equals_evaluate_on_two_cube_tasks_frames_included(states):
+    """Real OGBench envs, two tasks of one domain, in 2 workers that record the first episode's
+    frames (and in this process, one wave of one episode per run, so the second episode of each run
+    reuses an env). The frames are the ones evaluate records, bitwise."""
     two = unstack_two(states)
     seeds = [11, 12]
-    want = serial(make_eval_env, CUBE, two, 2, seeds, 30)
-    assert_same(evaluate_many(CUBE, two, 2, seeds, max_steps=30, workers=2), want)
+    want = [evaluate(make_eval_env(task, render=True), unstack(two, r), 2, seed=seeds[r], max_steps=30,
+                     video_episodes=1, video_every=10) for r, task in enumerate(CUBE)]
+    got = evaluate_many(CUBE, two, 2, seeds, max_steps=30, workers=2, video_episodes=1, video_every=10)
+    assert_same(got, want)
+    for g, w in zip(got, want):
+        assert len(g["frames"]) == len(w["frames"]) == 1 and w["frames"][0].shape == (1 + 30 // 10, 200, 200, 3)
+        np.testing.assert_array_equal(g["frames"][0], w["frames"][0])
     assert_same(evaluate_many(CUBE, two, 2, seeds, max_steps=30, workers=1, max_envs=2), want)
 
 
@@ -120,7 +129,7 @@ def test_the_vmapped_policy_call_is_close(states, fake_reference):
 
 def test_zero_episodes_starts_nothing(states):
     assert evaluate_many(["no-such-task"] * 3, states, 0, [0, 1, 2]) == [
-        {"success_rate": 0.0, "successes": [], "returns": [], "episode_lengths": []}] * 3
+        {"success_rate": 0.0, "successes": [], "returns": [], "episode_lengths": [], "frames": []}] * 3
 
 
 def test_bad_arguments(states):
@@ -145,6 +154,8 @@ def test_bad_arguments(states):
         evaluate_many(tasks, states, 1, seeds, workers=-2)
     with pytest.raises(ValueError, match="max_envs"):
         evaluate_many(tasks, states, 1, seeds, max_envs=0)
+    with pytest.raises(ValueError, match="video_every must be an integer >= 1"):
+        evaluate_many(tasks, states, 1, seeds, video_episodes=1, video_every=0)
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -178,17 +189,7 @@ def test_a_failing_worker_is_reported_and_all_workers_end(states):
 
 def test_an_interrupt_in_the_parent_ends_the_workers(states, monkeypatch):
     """KeyboardInterrupt (Ctrl-C) while the workers hold envs: it propagates, and no worker is left."""
-    import rql_lite.ogbench.evaluate as evaluate_module
-
-    real, calls = evaluate_module._policy_chunks, []
-
-    def interrupted(*args):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args)
-
-    monkeypatch.setattr(evaluate_module, "_policy_chunks", interrupted)
+    monkeypatch.setattr(evaluate_module, "_policy_chunks", interrupted_at_call(evaluate_module._policy_chunks, 2))
     with pytest.raises(KeyboardInterrupt):
         evaluate_many([FAKE] * 3, states, 2, [0, 1, 2], max_steps=20, workers=2)
     assert multiprocessing.active_children() == []
@@ -199,7 +200,7 @@ def test_ctrl_c_of_the_process_group_leaves_no_process(tmp_path):
     evaluation in 2 workers: the program ends with KeyboardInterrupt and its workers end too."""
     script = textwrap.dedent(f"""
         import os, sys, time
-        sys.path.insert(0, {os.path.dirname(__file__)!r})
+        sys.path.insert(0, {os.path.dirname(os.path.dirname(os.path.abspath(__file__)))!r})  # fake_eval_env
         import fake_eval_env
         import rql_lite.ogbench.evaluate as ev
         from rql_lite.agent import AgentConfig
@@ -233,8 +234,6 @@ def test_ctrl_c_of_the_process_group_leaves_no_process(tmp_path):
 
 def test_a_pool_is_reused_across_evaluations(states, fake_reference):
     """eval_pool keeps the workers and envs between evaluations (as a training run would)."""
-    from rql_lite.ogbench.evaluate import eval_pool
-
     tasks, seeds, want = fake_reference
     with eval_pool(tasks, 4, workers=2, max_envs=6) as pool:  # 2 episodes of each run per wave
         pids = [w["pid"] for w in pool.worker_info]
@@ -242,6 +241,8 @@ def test_a_pool_is_reused_across_evaluations(states, fake_reference):
         again = evaluate_many(tasks, states, 3, seeds, max_steps=40, pool=pool, timings=(timings := {}))
         assert [w["pid"] for w in timings["worker_info"]] == pids and timings["startup_s"] == 0.0
         assert [g["returns"] for g in again] == [w["returns"][:3] for w in want]
+        with pytest.raises(ValueError, match=r"render=True"):  # this pool's envs do not render
+            evaluate_many(tasks, states, 1, seeds, pool=pool, video_episodes=1)
         with pytest.raises(ValueError, match=r"pool holds envs for tasks .*eval_pool\(tasks"):
             evaluate_many(tasks[:2], unstack_two(states), 1, seeds[:2], pool=pool)
     assert multiprocessing.active_children() == []
@@ -249,10 +250,8 @@ def test_a_pool_is_reused_across_evaluations(states, fake_reference):
         evaluate_many(tasks, states, 1, seeds, pool=pool)
 
 
-def test_default_workers(monkeypatch):
+def test_default_workers(fake_env, monkeypatch):
     """One worker per core, but none with fewer than MIN_ENVS_PER_WORKER (4) envs: then this process."""
-    from rql_lite.ogbench.evaluate import eval_pool
-
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     with eval_pool([FAKE] * 3, 2) as pool:  # 6 envs: one worker would be all of them
         assert pool.local is not None and pool.worker_info == []

@@ -1,21 +1,22 @@
 """AgentConfig.matmul_precision: validated, recorded, compiled into every network product, bit-identical
 to the old networks by default, and absent from older files (which load and resume as "default")."""
 import json
-import os
 import re
 
+import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from rql_lite import networks
-from rql_lite.runs import checkpoint
-from rql_lite.agent import AgentConfig, _act, _update_jit, complete_config_dict, init_state, policy_net, value_net
+from rql_lite.agent import (AgentConfig, _act, _update_jit, act, complete_config_dict, config_dict, init_state,
+                            policy_net, value_net)
 from rql_lite.configs import paper_benchmark_config
-from rql_lite.data import sample_chunks
+from rql_lite.data import from_arrays, sample_chunks
 from rql_lite.networks import MATMUL_PRECISIONS, bf16_matmul
-from rql_lite.train import init_states
+from rql_lite.runs import checkpoint
+from rql_lite.train import init_states, run_updates_jit, seed_keys
 
 SMOKE = paper_benchmark_config("smoke")
 TINY = AgentConfig(obs_dim=3, action_dim=2, horizon=2, policy_hidden=(8,), value_hidden=(8,), num_values=2,
@@ -32,8 +33,6 @@ def test_the_field_defaults_to_the_release_behaviour_and_is_validated():
 
 
 def test_a_config_without_the_field_loads_as_default():
-    from rql_lite.runs.experiment import config_dict
-
     stored = config_dict(TINY)
     assert stored["matmul_precision"] == "default"  # recorded in run.json, checkpoints and records
     del stored["matmul_precision"]  # as written before the field existed
@@ -43,8 +42,6 @@ def test_a_config_without_the_field_loads_as_default():
 
 
 def test_an_older_checkpoint_without_the_field_is_accepted_as_this_run_and_an_older_agent_file_acts(tmp_path):
-    from rql_lite.runs.experiment import config_dict
-
     states, _ = init_states(TINY, [0])
     old = config_dict(TINY)
     del old["matmul_precision"]
@@ -57,8 +54,6 @@ def test_an_older_checkpoint_without_the_field_is_accepted_as_this_run_and_an_ol
 
     agent_path = str(tmp_path / "agent.msgpack")
     checkpoint.save_agent(agent_path, init_state(TINY, jax.random.PRNGKey(0)), {"task": "t"})
-    import flax.serialization
-
     with open(agent_path, "rb") as f:
         payload = flax.serialization.msgpack_restore(f.read())
     metadata = json.loads(payload["metadata"])
@@ -82,10 +77,10 @@ def _lowered_update_and_act(config):
     return update, act
 
 
-def _dataset(config):
-    from rql_lite.bench.throughput import synthetic_dataset
-
-    return synthetic_dataset(config, size=200, episode_length=50)
+def _dataset(config, size=200, episode_length=50):
+    rng = np.random.default_rng(0)
+    return from_arrays(rng.normal(size=(size, config.obs_dim)), rng.uniform(-1, 1, size=(size, config.action_dim)),
+                       rng.normal(size=size), (np.arange(size) % episode_length) == episode_length - 1)
 
 
 @pytest.mark.parametrize("precision,expected", [("default", "DEFAULT"), ("float32", "HIGHEST"),
@@ -170,9 +165,6 @@ def test_bf16_matmul_is_bfloat16_operands_with_float32_sums_forward_and_backward
 
 
 def test_a_bfloat16_agent_trains_and_acts():
-    from rql_lite.agent import act
-    from rql_lite.train import run_updates_jit, seed_keys
-
     cfg = TINY.replace(matmul_precision="bfloat16")
     init_key, run_key = seed_keys(0)
     state, metrics = run_updates_jit(init_state(cfg, init_key), _dataset(cfg), run_key, 0, 3)
@@ -180,46 +172,3 @@ def test_a_bfloat16_agent_trains_and_acts():
     assert state.policy_params["params"]["MLP_0"]["Dense_0"]["kernel"].dtype == jnp.float32
     chunk = act(state, np.zeros(cfg.obs_dim), jax.random.PRNGKey(0))
     assert chunk.shape == (cfg.horizon, cfg.action_dim) and np.all(np.isfinite(chunk))
-
-
-def test_an_older_run_without_the_field_resumes(tmp_path, monkeypatch):
-    """A run directory written before the field existed (run.json and checkpoint without it) resumes."""
-    pytest.importorskip("ogbench")
-    from rql_lite.runs.experiment import CHECKPOINT_FILE, RUN_FILE, RunSpec, run
-    import rql_lite.train as train_module
-
-    spec = RunSpec(task="cube-single-play-singletask-task2-v0", seeds=(0,), steps=20, out=str(tmp_path / "r"),
-                   profile="smoke", overrides=dict(policy_hidden=(16,), value_hidden=(16,), num_values=2, batch_size=16),
-                   eval_every=10, eval_episodes=0, save_every=10, dataset_episodes=2, episode_length=100,
-                   max_eval_steps=20, data_dir=str(tmp_path / "data"))
-    real, calls = train_module.run_updates_runs, {"n": 0}
-
-    def interrupt_second_dispatch(*args):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real(*args)
-
-    monkeypatch.setattr(train_module, "run_updates_runs", interrupt_second_dispatch)
-    with pytest.raises(KeyboardInterrupt):
-        run(spec, progress=False, log=lambda *_: None)
-    monkeypatch.setattr(train_module, "run_updates_runs", real)
-    # Rewrite the run as an older rql_lite wrote it: no matmul_precision anywhere.
-    ckpt = os.path.join(spec.out, CHECKPOINT_FILE)
-    meta = checkpoint.read_metadata(ckpt)
-    template, _ = init_states(AgentConfig(**meta["config"]), [0])
-    states, _ = checkpoint.load(ckpt, template)
-    del meta["config"]["matmul_precision"]
-    meta.pop("network")
-    checkpoint.save(ckpt, states, meta)
-    if os.path.exists(ckpt + checkpoint.PREVIOUS_SUFFIX):
-        os.remove(ckpt + checkpoint.PREVIOUS_SUFFIX)
-    info_path = os.path.join(spec.out, RUN_FILE)
-    with open(info_path) as f:
-        info = json.load(f)
-    del info["config"]["matmul_precision"]
-    with open(info_path, "w") as f:
-        json.dump(info, f)
-    assert meta["step"] == 10
-    records = run(spec, resume=True, progress=False, log=lambda *_: None)
-    assert records[0]["steps"] == 20 and records[0]["config"]["matmul_precision"] == "default"

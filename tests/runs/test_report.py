@@ -6,28 +6,26 @@ import os
 import numpy as np
 import pytest
 
-from rql_lite.runs import report
+from rql_lite.agent import config_dict
 from rql_lite.configs import agent_config
-from rql_lite.runs.experiment import RECORD_SCHEMA, config_dict
+from rql_lite.runs import records, report
 
 TASK = "cube-double-play-singletask-task2-v0"
 
 
 def write_record(root, run, seed, success, finished=True, task=TASK, agent="rql", steps=1000, config=None,
                  method=None):
-    config = config or config_dict(agent_config(task, 40, 5, profile="full", agent=agent))
-    record = {
-        "schema": RECORD_SCHEMA, "task": task, "agent": agent, "method": method or agent.upper(), "seed": seed,
-        "steps": steps, "target_steps": steps, "finished": finished, "profile": "full", "config": config,
-        "dataset": {"source": "official", "sha256": "0" * 64, "path": "x.npz"}, "eval_episodes": 50,
-        "success_curve": [{"step": steps, "success_rate": success, "episodes": 50, "wall_time_s": 1.0}],
-        "final_success_rate": success, "git_commit": "abc", "device": "gpu: test", "wall_time_s": 1.0,
-        "command": f"python -m rql_lite train --task {task} --out {run}",
-    }
+    """A record as ``train`` writes it (``records.make_record``), at ``root/run/records/seed{seed}.json``."""
+    record = records.make_record(
+        task=task, agent=agent, method=method or agent.upper(), seed=seed, steps=steps, target_steps=steps,
+        finished=finished, profile="full",
+        config=config or config_dict(agent_config(task, 40, 5, profile="full", agent=agent)),
+        dataset={"source": "official", "sha256": "0" * 64, "path": "x.npz"}, eval_episodes=50,
+        success_curve=[{"step": steps, "success_rate": success, "episodes": 50, "wall_time_s": 1.0}],
+        git_commit="abc", device="gpu: test", wall_time_s=1.0, runs_batching="vmap",
+        command=f"python -m rql_lite train --task {task} --out {run}")
     path = os.path.join(root, run, "records", f"seed{seed}.json")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(record, f)
+    records.write_record(path, record)
     return path
 
 
@@ -107,3 +105,18 @@ def test_one_seed_recorded_twice_with_different_results_is_an_error(tmp_path):
     write_record(tmp_path, "b", 0, 0.7)
     with pytest.raises(ValueError, match="recorded twice"):
         report.summarize(report.find_records(str(tmp_path)))
+
+
+def test_the_committed_records_read_back_and_a_record_without_newer_fields_gets_their_defaults(tmp_path):
+    """Records written before fields existed (the committed ones lack runs_batching; older configs lack
+    matmul_precision) read as what they ran with."""
+    committed = report.find_records()
+    assert committed and all(r.config["matmul_precision"] == "default" for r in committed)
+    path = write_record(tmp_path, "old", 0, 0.5)
+    raw = json.load(open(path))
+    del raw["config"]["matmul_precision"], raw["runs_batching"]
+    json.dump(raw, open(path, "w"))
+    (record,) = records.find_records(str(tmp_path))
+    assert record.config["matmul_precision"] == "default" and record.success_rate == 0.5
+    with pytest.raises(ValueError, match="make_record"):
+        records.write_record(str(tmp_path / "x.json"), {"task": TASK})

@@ -1,11 +1,13 @@
-"""The benchmark's pieces at tiny size: kernel counting, the runs sweep's layout and record, projections,
-and the bench command line. No timing is asserted (a shared machine's speed is not a test)."""
-import json
+"""The throughput benchmark's pieces at tiny size: kernel counting, the runs sweep's layout and record,
+projections, and the bench command line. No timing is asserted (a shared machine's speed is not a test)."""
+
 import jax
 import pytest
 
-from rql_lite.bench.throughput import throughput as bench
-from rql_lite.agent import AgentConfig
+from rql_lite.agent import AgentConfig, init_state
+from rql_lite.bench import throughput as bench
+from rql_lite.cli import build_parser
+from rql_lite.train import train_step
 
 TINY = AgentConfig(obs_dim=3, action_dim=2, horizon=2, policy_hidden=(8,), value_hidden=(8,), num_values=2,
                    batch_size=4, flow_steps=2)
@@ -43,11 +45,7 @@ def test_count_kernels_counts_loop_bodies_by_their_trip_count():
 
 
 def test_count_kernels_of_a_real_update_grows_with_its_flow_steps():
-    from rql_lite.train import train_step
-
     def kernels(config):
-        from rql_lite.agent import init_state
-
         state = init_state(config, jax.random.PRNGKey(0))
         dataset = bench.synthetic_dataset(config, size=100, episode_length=20)
         return bench.count_kernels(jax.jit(train_step).lower(state, dataset, jax.random.PRNGKey(1)).compile().as_text())
@@ -102,8 +100,6 @@ def test_projections_pick_the_fastest_way_to_fill_a_domain():
 
 
 def test_bench_command_line():
-    from rql_lite.cli import build_parser
-
     args = build_parser().parse_args(["bench"])
     assert args.runs is None and args.rounds == 3 and not args.precision
     args = build_parser().parse_args(["bench", "--runs", "1", "4", "--precision", "--sweep-seconds", "3"])
@@ -111,28 +107,3 @@ def test_bench_command_line():
     assert build_parser().parse_args(["bench", "--runs"]).runs == []  # no sweep
     with pytest.raises(SystemExit):
         build_parser().parse_args(["bench", "--runs", "0"])
-
-
-def test_the_precision_study_pieces_run_at_tiny_size():
-    dataset = bench.synthetic_dataset(TINY, size=200, episode_length=20)
-    cost = bench.precision_cost(TINY, ("default", "bfloat16"), updates_per_dispatch=2, min_seconds=0.01, rounds=1,
-                                dataset=dataset)
-    assert cost["default"]["ratio_to_default"] == 1.0 and cost["bfloat16"]["updates_per_s"] > 0
-    learning = bench.precision_learning(("default", "bfloat16"), seeds=(0, 1), steps=4, episodes=50, eval_episodes=20)
-    for precision in ("default", "bfloat16"):
-        res = learning["results"][precision]
-        assert len(res["mean_return"]) == 2 and all(0.0 <= x <= 1.0 for x in res["on_best_bump"])
-        assert all(v >= 0.0 for v in res["value_error_step1"])
-
-
-def test_bench_times_evaluation_alone_and_refuses_to_measure_nothing(tmp_path, capsys):
-    from rql_lite.cli import main
-
-    assert main(["bench", "--configs", "--out", str(tmp_path)]) == 2
-    assert "nothing to measure" in capsys.readouterr().err
-    assert main(["bench", "--configs", "--eval-runs", "2", "--eval-episodes", "1", "--eval-max-steps", "5",
-                 "--out", str(tmp_path)]) == 0
-    (path,) = tmp_path.glob("bench-eval-*.json")
-    record = json.loads(path.read_text())
-    assert record["runs"] == 2 and record["episodes_per_run"] == 1 and record["agree"]
-    assert record["serial"]["wall_s"] > 0 and record["batched"]["wall_s"] > 0
