@@ -22,6 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(ROOT, "rql_lite")
 
 CORE = ("agent", "analysis", "checks", "configs", "data", "flow", "losses", "networks", "train")
+CORE_PACKAGES = ("baselines",)  # the core's one subpackage: the other flow-RL methods' losses, one module each
 SUBPACKAGES = ("teaching", "ogbench", "runs", "bench")
 MAY_IMPORT = {
     "core": {"core"},
@@ -41,7 +42,7 @@ HEAVY = ("ogbench", "mujoco", "gymnasium", "dm_control", "matplotlib")
 def layer_of(module: str) -> str:
     """The layer of a module of ``rql_lite`` (dotted name)."""
     parts = module.split(".")
-    if module == "rql_lite" or (len(parts) == 2 and parts[1] in CORE):
+    if module == "rql_lite" or (len(parts) == 2 and parts[1] in CORE) or parts[1] in CORE_PACKAGES:
         return "core"
     if parts[1] in ("cli", "__main__"):
         return "cli"

@@ -20,6 +20,7 @@ import jax
 import numpy as np
 
 from rql_lite import checks
+from rql_lite.agent import acting_params
 from rql_lite.configs import agent_config
 from rql_lite.files import git_commit, utc_now, write_json_atomic
 from rql_lite.ogbench.evaluate import _policy_chunks, eval_pool, evaluate, evaluate_many, make_eval_env
@@ -91,7 +92,7 @@ def bench_evaluation(task: str = DEFAULT_TASK, num_runs: int = 20, num_episodes:
 
     # --- serial: one env, one agent and one episode at a time (evaluate: one slot), one policy call per chunk
     tic = time.perf_counter()
-    first = jax.tree_util.tree_map(lambda x: x[:1], states.ema_policy_params)
+    first = jax.tree_util.tree_map(lambda x: x[:1], acting_params(states))
     jax.block_until_ready(_policy_chunks(config, first, np.zeros((1, 1, obs_dim), np.float32),
                                          jax.random.PRNGKey(0)[None], np.zeros((1, 1), np.int32), np.int32(0), exact))
     serial_compile = time.perf_counter() - tic
@@ -116,7 +117,7 @@ def bench_evaluation(task: str = DEFAULT_TASK, num_runs: int = 20, num_episodes:
         shape = (num_runs, pool.per_wave, obs_dim)
         tic = time.perf_counter()
         jax.block_until_ready(_policy_chunks(
-            config, states.ema_policy_params, np.zeros(shape, np.float32),
+            config, acting_params(states), np.zeros(shape, np.float32),
             jax.numpy.stack([jax.random.PRNGKey(s) for s in seeds]),
             np.zeros(shape[:2], np.int32), np.int32(0), exact))
         batched_compile = time.perf_counter() - tic

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rql_lite import checks
-from rql_lite.agent import AgentConfig, TrainState, sample_actions
+from rql_lite.agent import AgentConfig, TrainState, acting_params, sample_actions
 from rql_lite.ogbench.env_workers import EnvPool, TaskError, env_description, make_env
 
 DEFAULT_RENDER_SIZE = 200  # OGBench's default render width and height
@@ -82,7 +82,7 @@ def _policy_chunks(config: AgentConfig, params, obs: jax.Array, base_keys: jax.A
                    chunk_index: jax.Array, exact: bool) -> jax.Array:
     """Action chunks of every slot: ``(R, B, obs_dim) -> (R, B, h, d)``, in one call.
 
-    ``params``: the runs' stacked EMA policy parameters (leading axis R); ``base_keys (R, 2)``:
+    ``params``: the runs' stacked ``agent.acting_params`` (the EMA policy; leading axis R); ``base_keys (R, 2)``:
     ``PRNGKey(seed)`` of each run; ``episodes (R, B)``: each slot's episode number. Each slot
     draws its noise as ``rql_lite.act`` draws it for a batch of one, from
     ``fold_in(fold_in(PRNGKey(seed), episode), chunk_index)``, and integrates a batch of one.
@@ -206,8 +206,8 @@ def evaluate(env, state: TrainState, num_episodes: int, seed: int = 0, video_epi
     Args:
       env: an OGBench env (``make_eval_env``; ``render=True`` to record videos), or a task name to
         make one (closed again at the end).
-      state: a single (not seed-stacked) ``TrainState``; actions come from
-        ``state.ema_policy_params``, as ``rql_lite.act`` computes them.
+      state: a single (not seed-stacked) ``TrainState``; actions come from its
+        ``agent.acting_params`` (the EMA policy), as ``rql_lite.act`` computes them.
       num_episodes: episodes to run (>= 0).
       seed: everything random derives from it (see the module docstring). Same seed, same results.
       video_episodes: record frames of the first this many episodes (the env must render).
@@ -357,7 +357,7 @@ def _roll_out(pool: EnvPool, tasks: list[str], states: TrainState, episodes: int
     cfg, runs, per_wave = states.config, len(tasks), pool.per_wave
     waves, slots = math.ceil(episodes / per_wave), runs * per_wave
     base_keys = jnp.stack([jax.random.PRNGKey(int(s)) for s in seeds])  # as evaluate makes them
-    params, h, d = states.ema_policy_params, cfg.horizon, cfg.action_dim
+    params, h, d = acting_params(states), cfg.horizon, cfg.action_dim
     recorded = min(video_episodes, episodes)
     out = [{"successes": [0] * episodes, "returns": [0.0] * episodes, "episode_lengths": [0] * episodes,
             "frames": [None] * recorded} for _ in range(runs)]

@@ -20,7 +20,7 @@ import flax.serialization
 import jax
 import numpy as np
 
-from rql_lite.agent import AgentConfig, complete_config_dict, config_dict, init_state
+from rql_lite.agent import AgentConfig, acting_params, complete_config_dict, config_dict, init_state
 from rql_lite.files import PREVIOUS_SUFFIX, write_bytes_atomic
 from rql_lite.networks import LEGACY_NETWORK_DEFINITION, NETWORK_DEFINITION
 
@@ -179,13 +179,16 @@ def save_agent(path: str, state, metadata: dict, policy_only: bool = False) -> N
     policy) but not the optimiser state, so the file is about half a checkpoint's size (Adam's
     two moments of each online parameter are the other half) and small enough to share. It cannot resume training; a checkpoint can. Written atomically.
 
-    ``policy_only``: keep only the EMA policy, the one that acts: one network of the agent's 22 at
-    the paper's size (two policies, ten 4x512 value heads and their ten targets). Such a file acts and
-    is evaluated like any other; it has no values to look inside.
+    ``policy_only``: keep only what acts (``agent.acting_params``): the EMA policy, one network of
+    RQL's 22 at the paper's size (two policies, ten 4x512 value heads and their ten targets), and for
+    IFQL, which chooses among flow samples by its critic, the critic too. Such a file acts and is
+    evaluated like any other; it has no values to look inside.
     """
     if np.ndim(state.step) != 0:
         raise ValueError("save_agent takes one seed's state; pick one with rql_lite.train.unstack(states, i)")
-    sets = {"ema_policy": state.ema_policy_params} if policy_only else {
+    acting = acting_params(state)
+    sets = {"ema_policy": acting["policy"], **({"critic": acting["critic"]} if "critic" in acting else {})} \
+        if policy_only else {
         "policy": state.policy_params, "value": state.value_params, "target_value": state.target_value_params,
         "ema_policy": state.ema_policy_params}
     payload = {
@@ -226,6 +229,8 @@ def load_agent(path: str):
             step=jax.numpy.asarray(metadata["step"], jax.numpy.int32), policy_params=None, value_params=None,
             target_value_params=None, opt_state=None,
             ema_policy_params=restore(template.ema_policy_params, params["ema_policy"]))
+        if "critic" in params:  # IFQL acts with its critic
+            state = state.replace(value_params={"q": restore(template.value_params["q"], params["critic"])})
         return jax.tree_util.tree_map(jax.numpy.asarray, state), metadata
     state = template.replace(
         step=jax.numpy.asarray(metadata["step"], jax.numpy.int32),

@@ -19,7 +19,7 @@ import glob
 import json
 import os
 
-from rql_lite.agent import complete_config_dict
+from rql_lite.agent import METHOD_NAMES, complete_config_dict
 from rql_lite.files import utc_now, write_json_atomic
 
 RECORD_SCHEMA = "rql_lite-run-record-v1"
@@ -114,7 +114,7 @@ class Record:
                              f"move it out of the results directory")
         try:
             return cls(
-                path=path, task=raw["task"], method=raw.get("method") or raw["agent"].upper(), agent=raw["agent"],
+                path=path, task=raw["task"], method=raw.get("method") or METHOD_NAMES.get(raw["agent"], raw["agent"].upper()), agent=raw["agent"],
                 seed=int(raw["seed"]), steps=int(raw["steps"]), target_steps=int(raw["target_steps"]),
                 finished=bool(raw["finished"]), success_rate=raw["final_success_rate"],
                 eval_episodes=int(raw["eval_episodes"]), config=complete_config_dict(raw["config"]),

@@ -14,7 +14,7 @@ import os
 import shlex
 
 from rql_lite import checks
-from rql_lite.agent import AGENTS
+from rql_lite.agent import AGENTS, METHOD_NAMES
 from rql_lite.configs import RUN_PROFILES, agent_config, check_tasks
 from rql_lite.ogbench.datasets import DEFAULT_DATA_DIR, check_dataset_source
 from rql_lite.runs.rundir import RECORDS_DIR
@@ -118,8 +118,8 @@ class RunSpec:
         return os.path.join(self.out, *parts, f"seed{seed}.json")
 
     def method(self) -> str:
-        """The name results tables give this run's agent, e.g. ``"RQL"`` or a ``label`` like ``"BC flow"``."""
-        return self.label or self.agent.upper()
+        """The name results tables give this run's agent, e.g. ``"RQL"``, ``"BC flow"``, or its ``label``."""
+        return self.label or METHOD_NAMES[self.agent]
 
     def command(self) -> str:
         """The ``python -m rql_lite train ...`` command line that starts exactly this run."""
