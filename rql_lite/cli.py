@@ -27,7 +27,9 @@ from rql_lite.ogbench.evaluate import evaluate_many
 from rql_lite.ogbench.generate import generate_dataset
 from rql_lite.ogbench.videos import write_video
 from rql_lite.runs import checkpoint
+from rql_lite.runs import kit
 from rql_lite.runs.experiment import RunInterrupted, SegmentEnded, run
+from rql_lite.runs.node import TRAIN_PASS, NodeOptions, run_node
 from rql_lite.runs.rundir import claim_for_reading, load_run, read_run_info, runs_of
 from rql_lite.runs.spec import RunSpec
 from rql_lite.train import unstack
@@ -56,7 +58,7 @@ def _bench(args) -> int:
                                   min_seconds=args.min_seconds, out_dir=args.out, runs=args.runs,
                                   sweep_seconds=args.sweep_seconds,
                                   sweep_updates_per_dispatch=args.sweep_updates_per_dispatch,
-                                  rounds=args.rounds, precision=args.precision, log=print)
+                                  rounds=args.rounds, precision=args.precision, log=print, max_seconds=args.max_seconds)
         print(suite.format_report(payload))
         print(f"wrote {path}")
     if args.eval_runs:  # evaluation: R agents x E episodes, one episode at a time vs all in lockstep
@@ -178,6 +180,13 @@ def _evaluate(args) -> int:
     if args.video_episodes > args.episodes:
         raise ValueError(f"--video-episodes {args.video_episodes} exceeds --episodes {args.episodes}; "
                          f"record at most as many episodes as are run")
+    if (args.run is None) == (args.agent_file is None):
+        raise ValueError("give --run RUN_DIR (a train command's --out) or --agent-file FILE (an export), one of them")
+    if args.video_out is not None and (args.agent_file is None or args.video_episodes != 1):
+        raise ValueError("--video-out names one video: give it with --agent-file and --video-episodes 1 (a run's "
+                         "videos go to RUN_DIR/videos/)")
+    if args.agent_file is not None:
+        return _evaluate_agent_file(args)
     with claim_for_reading(args.run, _command_line(args.argv)):
         if args.video_episodes > 0:
             check_writable_directory(os.path.join(args.run, "videos"), "--run (for its videos/)")
@@ -205,6 +214,51 @@ def _evaluate(args) -> int:
         except KeyboardInterrupt:
             print(f"interrupted; {args.run} is unchanged (evaluation writes nothing but videos)", file=sys.stderr)
             return 130
+    return 0
+
+
+def _evaluate_agent_file(args) -> int:
+    """``evaluate --agent-file``: an exported agent (or its acting part) on its task, or on ``--task``."""
+    if not os.path.isfile(args.agent_file):
+        raise ValueError(f"--agent-file {args.agent_file} is not a file; pass what `python -m rql_lite export` wrote")
+    if args.video_out is not None:
+        check_writable_directory(os.path.dirname(os.path.abspath(args.video_out)), "--video-out's folder")
+    state, meta = checkpoint.load_agent(args.agent_file)
+    task = args.task or meta.get("task")
+    if not task:
+        raise ValueError(f"{args.agent_file} names no task; give --task")
+    stacked = jax.tree_util.tree_map(lambda x: x[None], state)
+    (result,) = evaluate_many([task], stacked, args.episodes, [args.seed], max_steps=args.max_steps,
+                              video_episodes=args.video_episodes)
+    print(f"{task}, {args.agent_file} (step {meta.get('step')}): success rate {result['success_rate']:.3f} over "
+          f"{args.episodes} episodes")
+    for j, frames in enumerate(result["frames"]):
+        path = args.video_out or f"{os.path.splitext(args.agent_file)[0]}-episode{j}.mp4"
+        write_video(frames, path)
+        print(f"  video: {path} ({len(frames)} frames; success {result['successes'][j]})")
+    return 0
+
+
+def _node(args) -> int:
+    options = NodeOptions(
+        out=args.out, tasks=tuple(args.tasks), agents=tuple(args.agents), seeds=tuple(args.seeds), profile=args.profile,
+        work=args.work, data_dir=args.data_dir, workers=args.workers, overrides=_parse_overrides(args.set),
+        train={name: getattr(args, name) for name in TRAIN_PASS}, segment_minutes=args.segment_minutes,
+        total_minutes=args.total_minutes, fit_minutes=args.fit_minutes, bench=not args.no_bench,
+        bench_args=tuple(shlex.split(args.bench_args)) if args.bench_args is not None else None,
+        bench_seconds=args.bench_seconds, video_agent=args.video_agent, video_task=args.video_task,
+        video_seed=args.video_seed, archive=args.archive)
+    options.check()  # every ValueError before anything is created
+    return run_node(options, args.argv)
+
+
+def _kit(args) -> int:
+    if args.print_wheelhouse_command:
+        pyproject = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pyproject.toml")
+        print(shlex.join(kit.wheelhouse_command(pyproject, args.out, args.python_version, args.glibc_minor, args.jax)))
+        return 0
+    kit.make_kit(args.out, python_version=args.python_version, glibc_minor=args.glibc_minor,
+                 download_dir=args.download_dir)
     return 0
 
 
@@ -266,6 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--precision", action="store_true",
                        help="also measure matmul_precision bfloat16 against default: cost at each config and "
                             "learning on the chapter-5 toy (3 seeds x 4000 updates each)")
+    bench.add_argument("--max-seconds", type=POSITIVE, default=None,
+                       help="a time budget for the whole benchmark, compilation included (a short GPU lease): each "
+                            "part gets a share of what is left, and what does not fit is skipped and listed")
     bench.add_argument("--eval-runs", type=COUNT, default=None, metavar="R",
                        help="also time evaluation: R random-init agents, one episode at a time (evaluate) against all "
                             "in lockstep (evaluate_many); a bench-eval-*.json record")
@@ -274,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", default="results/bench", help="directory for the JSON record")
     bench.set_defaults(func=_bench)
 
-    tr = sub.add_parser("train", help="train RQL or TFQL on an OGBench task with the paper's hyperparameters")
+    tr = sub.add_parser("train", help="train an agent (RQL, TFQL, BC flow or a baseline) on an OGBench task with the paper's hyperparameters")
     tr.add_argument("--task", default=None, help="e.g. cube-double-play-singletask-task2-v0")
     tr.add_argument("--tasks", nargs="+", default=None, metavar="TASK",
                     help="several tasks of one domain (e.g. its task1 ... task5), trained as tasks x seeds agents in "
@@ -322,13 +379,16 @@ def build_parser() -> argparse.ArgumentParser:
     gen.set_defaults(func=_generate)
 
     ev = sub.add_parser("evaluate", help="evaluate a trained run's EMA policy; optionally record videos")
-    _add_run_argument(ev)
+    ev.add_argument("--run", default=None, help="a train command's --out directory (every (task, seed) of it)")
+    ev.add_argument("--agent-file", default=None, help="or an agent file written by export (on its task, or --task)")
     ev.add_argument("--episodes", type=COUNT, default=50, help="episodes per (task, seed) (default: %(default)s)")
     ev.add_argument("--task", default=None, help="evaluate only this task of a run that trained several")
     ev.add_argument("--max-steps", type=COUNT, default=None, help="cap on episode length (default: the env's)")
     ev.add_argument("--seed", type=NON_NEGATIVE, default=0,
                     help="evaluation seed (episode resets and policy noise); every trained seed is evaluated")
     ev.add_argument("--video-episodes", type=NON_NEGATIVE, default=0)
+    ev.add_argument("--video-out", default=None,
+                    help="with --agent-file and --video-episodes 1: the video's path (.mp4 needs ffmpeg; .gif, .npz)")
     ev.set_defaults(func=_evaluate)
 
     ex = sub.add_parser("export", help="write one (task, seed) of a run as a small agent file (acting and analysis only)")
@@ -341,6 +401,59 @@ def build_parser() -> argparse.ArgumentParser:
                          "paper's size (2 policies, 10 value heads and their 10 targets)")
     ex.add_argument("--out", required=True, help="e.g. results/.../agent-seed0.msgpack")
     ex.set_defaults(func=_export)
+
+    node = sub.add_parser("node", help="a short GPU allocation in one command: dataset, bench, training in segments, "
+                                       "records, policy and video in --out (scripts/gpu_node.sh installs first)")
+    node.add_argument("--out", required=True, help="what to bring back (created); checkpoints never go here")
+    node.add_argument("--tasks", nargs="+", required=True, metavar="TASK",
+                      help="one or several tasks of one manipulation domain, trained in one program per agent")
+    node.add_argument("--agents", nargs="+", default=["rql"], choices=list(AGENTS),
+                      help="one run directory each, trained one after the other (default: rql)")
+    node.add_argument("--seeds", type=NON_NEGATIVE, nargs="+", default=[0])
+    node.add_argument("--profile", default="full", choices=["smoke", "full"],
+                      help="full: the paper's networks and 1M steps (default); smoke: the CPU check")
+    for name in ("steps", "eval-every", "save-every", "dataset-episodes", "episode-length", "max-eval-steps"):
+        node.add_argument(f"--{name}", type=COUNT, default=None, help="as in train (default: the profile's)")
+    node.add_argument("--eval-episodes", type=NON_NEGATIVE, default=None, help="as in train (default: the profile's)")
+    node.add_argument("--set", nargs="*", metavar="NAME=VALUE", help="hyperparameter overrides, as in train")
+    node.add_argument("--fit-minutes", type=POSITIVE, default=None,
+                      help="instead of --steps: per agent, as many updates per run as the rate the benchmark measures "
+                           "here for this program's runs fits in this many minutes (evaluation and compilation come "
+                           "on top); evaluated and saved half-way and at the end")
+    node.add_argument("--segment-minutes", type=POSITIVE, default=9.0,
+                      help="each train process ends cleanly before this many minutes (default: %(default)s)")
+    node.add_argument("--total-minutes", type=POSITIVE, default=None,
+                      help="start no segment that would end later than this many minutes after the start; the "
+                           "export and video take a minute more")
+    node.add_argument("--work", default=None, help="run directories and JAX's compilation cache (default: gpu-node-work "
+                                                   "beside --out); not brought back")
+    node.add_argument("--data-dir", default=None, help="dataset cache, as train's --data-dir")
+    node.add_argument("--workers", type=COUNT, default=None, help="processes generating the dataset (default: all cores)")
+    node.add_argument("--no-bench", action="store_true", help="skip the benchmark")
+    node.add_argument("--bench-args", default=None, help="arguments of python -m rql_lite bench, one quoted string "
+                                                         "(default: the profile's; the node's own R first)")
+    node.add_argument("--bench-seconds", type=POSITIVE, default=None,
+                      help="the benchmark's time budget (bench --max-seconds); it runs while the dataset is generated")
+    node.add_argument("--video-agent", default=None, help="the run whose EMA policy is exported and filmed (default: "
+                                                          "the first agent)")
+    node.add_argument("--video-task", default=None, help="(default: the first task)")
+    node.add_argument("--video-seed", type=NON_NEGATIVE, default=None, help="(default: the first seed)")
+    node.add_argument("--archive", action="store_true", help="pack --out/runs/ into --out/runs.tar.gz")
+    node.set_defaults(func=_node)
+
+    kit_parser = sub.add_parser("kit", help="make the offline kit: the trimmed wheels OGBench's manipulation envs need "
+                                            "on a GPU image without a package index (needs PyPI)")
+    kit_parser.add_argument("--out", required=True, help="a new folder for the wheels and manifest.json")
+    kit_parser.add_argument("--python-version", default="3.12", help="the node's Python, 3.X (default: %(default)s)")
+    kit_parser.add_argument("--glibc-minor", type=checks.int_argument(17), default=28,
+                            help="the node's glibc 2.N, given as N (ldd --version; default: %(default)s)")
+    kit_parser.add_argument("--download-dir", default=None, help="reuse wheels downloaded there before")
+    kit_parser.add_argument("--print-wheelhouse-command", action="store_true",
+                            help="instead of the kit: print the pip download command of a full wheelhouse (every "
+                                 "runtime requirement, untrimmed) into --out, for a node that lacks more than "
+                                 "OGBench's stack")
+    kit_parser.add_argument("--jax", default=None, help="with --print-wheelhouse-command: the node's jax, pinned")
+    kit_parser.set_defaults(func=_kit)
     return parser
 
 

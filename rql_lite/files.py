@@ -146,7 +146,13 @@ def check_writable_directory(path: str, what: str) -> None:
 
 
 def git_commit() -> str | None:
-    """The commit of the checkout ``rql_lite`` runs from, with ``+dirty`` for uncommitted changes."""
+    """The commit of the checkout ``rql_lite`` runs from, with ``+dirty`` for uncommitted changes.
+
+    ``RQL_GIT_COMMIT``, when set, wins: a copy of a checkout sent to another machine (a GPU node's)
+    may carry a stale ``.git`` or none, while whoever sent it knows the commit it was copied at.
+    """
+    if os.environ.get("RQL_GIT_COMMIT"):
+        return os.environ["RQL_GIT_COMMIT"]
     here = os.path.dirname(os.path.abspath(__file__))
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=here)

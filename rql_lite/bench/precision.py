@@ -24,12 +24,18 @@ from rql_lite.train import run_updates_jit, seed_keys, train, unstack
 
 
 def precision_cost(config: AgentConfig, precisions, updates_per_dispatch: int, min_seconds: float = 10.0,
-                   rounds: int = 3, dataset: ChunkDataset | None = None) -> dict:
-    """Updates/s of one run of ``config`` at each ``matmul_precision``, timed interleaved (median round)."""
+                   rounds: int = 3, dataset: ChunkDataset | None = None, deadline: float | None = None) -> dict:
+    """Updates/s of one run of ``config`` at each ``matmul_precision``, timed interleaved (median round).
+
+    ``deadline``: as in ``sweep_runs``, precisions are compiled in the order given (the first always)
+    until half the time left is spent; those left out are listed under ``"skipped"``."""
     dataset = dataset if dataset is not None else synthetic_dataset(config)
     init_key, run_key = seed_keys(0)
-    programs = {}
+    programs, skipped, start = {}, [], time.perf_counter()
     for precision in precisions:
+        if deadline is not None and programs and time.perf_counter() > start + (deadline - start) / 2:
+            skipped.append(precision)
+            continue
         cfg = config.replace(matmul_precision=precision)
         state = init_state(cfg, init_key)
         compiled = run_updates_jit.lower(state, dataset, run_key, 0, updates_per_dispatch).compile()
@@ -45,14 +51,19 @@ def precision_cost(config: AgentConfig, precisions, updates_per_dispatch: int, m
             return updates_per_dispatch
         return once
 
+    if deadline is not None:
+        min_seconds = max(0.0, min(min_seconds, (deadline - time.perf_counter()) / max(1, len(programs))))
     cpu_rates = {}
     rates = time_interleaved({p: dispatch(p) for p in programs}, min_seconds, rounds, cpu_rates)
     med = {p: float(np.median(r)) for p, r in rates.items()}
     med_cpu = {p: float(np.median(r)) for p, r in cpu_rates.items()}
     first = precisions[0]
-    return {p: {"updates_per_s": med[p], "round_rates": [round(x, 4) for x in rates[p]],
-                f"ratio_to_{first}": med[p] / med[first], "updates_per_cpu_s": med_cpu[p],
-                f"cpu_time_ratio_to_{first}": med_cpu[p] / med_cpu[first]} for p in rates}
+    out = {p: {"updates_per_s": med[p], "round_rates": [round(x, 4) for x in rates[p]],
+               f"ratio_to_{first}": med[p] / med[first], "updates_per_cpu_s": med_cpu[p],
+               f"cpu_time_ratio_to_{first}": med_cpu[p] / med_cpu[first]} for p in rates}
+    if skipped:
+        out["skipped"] = skipped
+    return out
 
 
 TOY_SETTINGS = dict(horizon=1, flow_steps=10, num_values=2, policy_hidden=(64, 64), value_hidden=(64, 64),
@@ -104,29 +115,46 @@ def precision_learning(precisions=("default", "bfloat16"), seeds=(0, 1, 2), step
     return out
 
 
-def precision_study(precisions=("default", "bfloat16"), cost_configs=("paper", "smoke"), min_seconds: float = 10.0,
-                    rounds: int = 3, learning_steps: int = 4000, log=None) -> dict:
+def default_precisions(platform: str) -> tuple[str, ...]:
+    """The precisions ``--precision`` compares: on a CPU, ``float32`` and ``tensorfloat32`` compile to the
+    default program, so only bfloat16 is set beside it; elsewhere all four."""
+    return ("default", "bfloat16") if platform == "cpu" else ("default", "float32", "tensorfloat32", "bfloat16")
+
+
+def precision_study(precisions=None, cost_configs=("paper", "smoke"), min_seconds: float = 10.0,
+                    rounds: int = 3, learning_steps: int = 4000, log=None, deadline: float | None = None) -> dict:
     """``--precision``: the cost (``precision_cost`` at each of ``cost_configs``) and the effect on learning
-    (``precision_learning``) of each ``matmul_precision``, plus a bfloat16 matmul rate."""
+    (``precision_learning``, default against bfloat16) of each ``matmul_precision``, plus a bfloat16
+    matmul rate. ``deadline``: what does not fit is skipped and listed (``skipped``)."""
     say = log or (lambda *_: None)
     on_cpu = jax.devices()[0].platform == "cpu"
-    out = {"precisions": list(precisions), "cost": {}}
+    precisions = default_precisions(jax.devices()[0].platform) if precisions is None else tuple(precisions)
+    out = {"precisions": list(precisions), "cost": {}, "skipped": []}
     if on_cpu:
         out["note"] = ("XLA:CPU computes float32 products in float32 whatever the precision setting, so on a CPU "
                        "'float32' and 'tensorfloat32' compile to the default program, and 'bfloat16' rounds each "
                        "product's operands to bfloat16 then multiplies them in float32 (XLA:CPU cannot run every "
                        "bfloat16 product): the learning effect is bfloat16's, the cost is that of the extra "
                        "conversions, not of bfloat16 arithmetic")
-    for name in cost_configs:
+    for i, name in enumerate(cost_configs):
         n = sweep_dispatch_default(name, jax.devices()[0].platform)
+        if deadline is not None and time.perf_counter() > deadline:
+            out["skipped"].append(f"cost at {name}")
+            continue
         say(f"precision cost, {name}: {', '.join(precisions)}")
-        out["cost"][name] = precision_cost(BENCH_CONFIGS[name](), tuple(precisions), n, min_seconds, rounds)
+        share = None if deadline is None else time.perf_counter() + (deadline - time.perf_counter()) / (
+            len(cost_configs) - i + 1)  # the learning study gets a share too
+        out["cost"][name] = precision_cost(BENCH_CONFIGS[name](), tuple(precisions), n, min_seconds, rounds,
+                                           deadline=share)
         out["cost"][name]["updates_per_dispatch"] = n
     try:
         out["matmul_flop_per_s_bfloat16_operands"] = matmul_flop_per_s(dtype=jnp.bfloat16)
     except Exception as err:  # XLA:CPU may refuse a bfloat16 product
         out["matmul_flop_per_s_bfloat16_operands"] = None
         out["matmul_bfloat16_error"] = f"{type(err).__name__}: {str(err)[:200]}"
+    if deadline is not None and time.perf_counter() > deadline:
+        out["skipped"].append("learning")
+        return out
     say(f"precision learning: chapter-5 toy, {learning_steps} updates x 3 seeds per precision")
-    out["learning"] = precision_learning(tuple(precisions), steps=learning_steps)
+    out["learning"] = precision_learning(("default", "bfloat16"), steps=learning_steps)
     return out

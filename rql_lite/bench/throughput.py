@@ -279,7 +279,7 @@ def _cost(compiled) -> dict:
 
 def sweep_runs(config: AgentConfig, runs=DEFAULT_RUNS, updates_per_dispatch: int = 8, min_seconds: float = 10.0,
                rounds: int = 3, num_tasks: int = 5, dataset: ChunkDataset | None = None, log=None,
-               batching: str | None = None) -> dict:
+               batching: str | None = None, deadline: float | None = None) -> dict:
     """Aggregate updates/s of ``R`` runs in one program (``train.runs_program(batching)``: ``"vmap"``,
     ``"map"``, or this device's default) for each ``R`` in ``runs``.
 
@@ -293,10 +293,15 @@ def sweep_runs(config: AgentConfig, runs=DEFAULT_RUNS, updates_per_dispatch: int
     ``updates_per_dispatch``: per-dispatch work amortised). ``one_run_program``: the same, timed in
     the same rounds, for one run's own program (``train.run_updates_jit``), with each
     ``R``'s ratio to it in ``ratio_to_one_run_program``. All programs live on the device at once.
+
+    ``deadline`` (a ``time.perf_counter()`` value): compile the ``R`` values in the order given (the
+    first always) and stop compiling more once half the time left is gone, leaving the rest for the timing rounds
+    (each still at least one dispatch per program); the ``R`` values left out are listed in
+    ``skipped_runs``. Without it every ``R`` is measured.
     """
-    runs = sorted({int(r) for r in runs})
-    if not runs or runs[0] < 1:
-        raise ValueError(f"runs must be integers >= 1, got {runs}")
+    order = list(dict.fromkeys(int(r) for r in runs))
+    if not order or min(order) < 1:
+        raise ValueError(f"runs must be integers >= 1, got {list(runs)}")
     say = log or (lambda *_: None)
     dataset = dataset if dataset is not None else synthetic_dataset(config, num_tasks=num_tasks)
     batching = default_batching() if batching is None else batching
@@ -321,8 +326,13 @@ def sweep_runs(config: AgentConfig, runs=DEFAULT_RUNS, updates_per_dispatch: int
         say(f"  {'one run, own program' if key == 'one' else f'R={key} ({batching})'}: compiled in {compile_s:.1f} s")
 
     init_key, run_key = seed_keys(0)
+    start = time.perf_counter()
     prepare("one", init_state(config, init_key), (run_key, jnp.asarray(0, jnp.int32)), updates_per_dispatch)
-    for r in runs:
+    skipped = []
+    for r in order:
+        if deadline is not None and len(programs) > 1 and time.perf_counter() > start + (deadline - start) / 2:
+            skipped.append(r)  # the first R given is always measured
+            continue
         tasks, seeds = sweep_layout(r, num_tasks)
         states, run_keys = init_states(config, seeds)
         prepare(r, states, (run_keys, jnp.asarray(tasks, jnp.int32)), updates_per_dispatch * r)
@@ -343,6 +353,11 @@ def sweep_runs(config: AgentConfig, runs=DEFAULT_RUNS, updates_per_dispatch: int
             return p["count"]
         return once
 
+    if skipped:
+        say(f"  R = {', '.join(map(str, skipped))} skipped: the time budget (--max-seconds) is half spent")
+    runs = sorted(r for r in order if r not in skipped)
+    if deadline is not None:  # what is left of the budget, shared by the timing rounds
+        min_seconds = max(0.0, min(min_seconds, (deadline - time.perf_counter()) / max(1, len(programs))))
     cpu_rates = {}
     rates = time_interleaved({key: dispatch(key) for key in programs}, min_seconds, rounds, cpu_rates)
     median = {key: float(np.median(rates[key])) for key in programs}
@@ -359,7 +374,7 @@ def sweep_runs(config: AgentConfig, runs=DEFAULT_RUNS, updates_per_dispatch: int
         rec["per_run_updates_per_s"] = median[r] / r
         rec["ratio_to_one_run_program"] = median[r] / median["one"]
         rec["cpu_time_ratio_to_one_run_program"] = median_cpu[r] / median_cpu["one"]
-        if runs[0] == 1:
+        if runs and runs[0] == 1:
             rec["ratio_to_one_run"] = median[r] / median[1]
             rec["cpu_time_ratio_to_one_run"] = median_cpu[r] / median_cpu[1]
         table.append(rec)
@@ -372,7 +387,7 @@ def sweep_runs(config: AgentConfig, runs=DEFAULT_RUNS, updates_per_dispatch: int
     programs.clear()  # frees the states before the next configuration
     return {"batching": batching, "updates_per_dispatch": updates_per_dispatch, "min_seconds": min_seconds, "rounds": rounds,
             "num_tasks": num_tasks, "layout": "task-major, tasks x seeds (sweep_layout)", "by_runs": table,
-            "one_run_program": one}
+            "one_run_program": one, "skipped_runs": skipped}
 
 
 def projections(sweep: dict, updates: int = PAPER_UPDATES, domain_runs: int = DOMAIN_RUNS,
