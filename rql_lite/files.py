@@ -7,6 +7,9 @@ interruption leaves the previous file whole. The temporary name has one pattern,
 ``temporary_path`` (``NAME.tmp-PID.EXT``), which ``is_temporary`` and ``remove_stale_temporaries``
 recognise; a run directory drops the temporaries of a killed process when it is next opened.
 
+``exclusive_lock`` serialises processes that make the same file (several cluster jobs asking for
+one dataset); ``sha256_cached`` hashes large files once, keeping the digest beside them.
+
 Standard library only, and nothing of ``rql_lite``: processes without JAX (dataset workers,
 scripts) use it too.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import fcntl
 import hashlib
 import json
 import os
@@ -112,6 +116,58 @@ def sha256_of(paths) -> str:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()
+
+
+def sha256_cached(paths, cache_path: str) -> str:
+    """``sha256_of(paths)``, read from ``cache_path`` when none of ``paths`` changed since it was written.
+
+    The cache (JSON) holds the digest with each file's name, size and modification time (ns); any
+    difference, or a missing or unreadable cache, means hashing again and rewriting the cache
+    atomically. A cache that cannot be written (read-only storage) is skipped silently: it only
+    saves time. Hashing a 1M-transition dataset takes seconds, which every training segment would
+    otherwise spend again.
+    """
+    def stamp(path):
+        st = os.stat(path)
+        return {"name": os.path.basename(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+    stamps = [stamp(p) for p in paths]
+    try:
+        with open(cache_path, encoding="utf-8") as f:
+            cached = json.load(f)
+        if cached["files"] == stamps and isinstance(cached["sha256"], str) and len(cached["sha256"]) == 64:
+            return cached["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    digest = sha256_of(paths)
+    # Stamped before hashing: a file rewritten while it was hashed gets a stamp that no longer matches.
+    with contextlib.suppress(OSError):
+        write_json_atomic(cache_path, {"files": stamps, "sha256": digest})
+    return digest
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str, on_wait=None) -> Iterator[None]:
+    """Hold an exclusive OS lock (``flock``) on ``path`` (created if missing) for the block; wait for it.
+
+    ``on_wait()`` is called once if another process holds it (say what is being waited for). The OS
+    drops the lock when its holder ends, however it ends, so a killed holder never blocks the
+    others. The file is left in place: removing it would let a waiter and a newcomer lock two
+    different files. (Across machines this needs a file system with working locks, as NFS v4 and
+    Lustre have.)
+    """
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the only descriptor releases the lock
 
 
 def portable_path(path: str) -> str:

@@ -6,18 +6,27 @@ records (source, portable path, sha256). ``generated_folder`` is the cache folde
 dataset; ``python -m rql_lite generate`` writes there and ``load_ogbench(source="generated")``
 reads there, generating first if needed. OGBench and MuJoCo are imported only when a dataset is
 loaded.
+
+Several processes may ask for one dataset at once (the elements of a cluster sweep that train one
+domain): ``ensure_dataset`` lets one of them generate (or download) it under a file lock while the
+others wait and then check what it made; a truncated or damaged file is made again instead of
+failing every run. The sha256 that runs record is computed once per version of the files and
+kept beside them (``dataset_sha256``), so a training segment does not hash a large dataset again.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import zipfile
 import zlib
 
 import numpy as np
 
+from rql_lite import files
 from rql_lite.configs import DOMAINS, check_task, dataset_name_for_task, domain_of
 from rql_lite.data import check_finite
-from rql_lite.files import check_writable_directory, portable_path, sha256_of
+from rql_lite.files import check_writable_directory, exclusive_lock, portable_path, sha256_cached
 from rql_lite.ogbench import generate
 from rql_lite.ogbench.env_workers import prepare_for_envs
 
@@ -131,41 +140,46 @@ def load_ogbench(
     name = dataset_name_for_task(task)
     data_dir = os.path.expanduser(data_dir)
     if source == "official":
-        official_dir = os.path.join(data_dir, "official")
-        try:
-            ogbench.download_datasets([name], official_dir)
-        except OSError as err:  # URLError and friends are OSErrors
-            raise ValueError(
-                f"could not download the official {name} dataset ({err.__class__.__name__}: no internet?). "
-                f"Generate one locally instead: --dataset generated (or python -m rql_lite generate {name})"
-            ) from None
-        path = os.path.join(official_dir, f"{name}.npz")
+        folder = os.path.join(data_dir, "official")
+
+        def make():
+            try:
+                ogbench.download_datasets([name], folder)
+            except OSError as err:  # URLError and friends are OSErrors
+                raise ValueError(
+                    f"could not download the official {name} dataset ({err.__class__.__name__}: no internet?). "
+                    f"Generate one locally instead: --dataset generated (or python -m rql_lite generate {name})"
+                ) from None
     elif source == "generated":
         folder = generated_folder(data_dir, num_episodes, seed, episode_length)
-        path = os.path.join(folder, f"{name}.npz")
-        if not (os.path.exists(path) and os.path.exists(path.replace(".npz", "-val.npz"))):
-            try:
-                generate.get_recipe(name)
-            except ValueError:
-                raise ValueError(f"{name} cannot be generated offline (only the manipulation datasets have "
-                                 f"oracles in ogbench); use --dataset official where there is internet") from None
-            check_writable_directory(folder, "--data-dir")
+        try:
+            generate.get_recipe(name)
+        except ValueError:
+            raise ValueError(f"{name} cannot be generated offline (only the manipulation datasets have "
+                             f"oracles in ogbench); use --dataset official where there is internet") from None
+
+        def make():
             generate.generate_dataset(name, folder, num_episodes=num_episodes, seed=seed, workers=workers,
-                                     episode_length=episode_length, progress=progress)
+                                      episode_length=episode_length, progress=progress)
     else:
         check_dataset_source(source)
-        path = os.path.expanduser(source)
+        folder, make = None, None
+    path = os.path.join(folder, f"{name}.npz") if folder else os.path.expanduser(source)
     val_path = path[: -len(".npz")] + "-val.npz"
-    for split_path in (path, val_path):
-        check_npz(split_path)
+    if make is not None:
+        ensure_dataset(path, make)
+    else:  # the user's file: checked (a clear message), never replaced
+        for split_path in (path, val_path):
+            check_npz(split_path)
     try:
-        env, train, val = ogbench.make_env_and_datasets(task, dataset_path=path)
-    except KeyError as err:  # OGBench's relabelling reads keys such as qpos that check_npz does not require
-        raise ValueError(f"dataset {path} (or its -val file) lacks key {err} that {task} needs; regenerate it "
-                         f"(--dataset generated) or pass a file made for this task") from None
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as err:
-        raise ValueError(f"dataset {path} (or its -val file) is damaged ({type(err).__name__}: {err}); "
-                         f"regenerate it (--dataset generated) or download it again") from None
+        env, train, val = _read(task, path)
+    except DatasetDamaged:
+        if make is None:
+            raise
+        # Damage check_npz cannot see (a flipped byte deep in an array): make it again, once, unless
+        # another process has done so since this one looked.
+        ensure_dataset(path, make, damaged=_stamp(path, val_path))
+        env, train, val = _read(task, path)
     obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
     for split_name, split in (("train", train), ("val", val)):
         if split["observations"].shape[1] != obs_dim or split["actions"].shape[1] != action_dim:
@@ -179,5 +193,102 @@ def load_ogbench(
         if DOMAINS[domain_of(task)]["sparse"]:
             split["rewards"] = sparsify_rewards(split["rewards"])
     info = {"source": source if source in ("official", "generated") else "path", "path": portable_path(path),
-            "sha256": sha256_of([path, val_path]), "num_transitions": int(len(train["actions"]))}
+            "sha256": dataset_sha256(path, cache=make is not None), "num_transitions": int(len(train["actions"]))}
     return env, train, val, info
+
+
+class DatasetDamaged(ValueError):
+    """A dataset file's arrays cannot be read back (truncated, or corrupted inside)."""
+
+
+def _read(task: str, path: str):
+    """``ogbench.make_env_and_datasets`` on ``path``; its failures as one-line ``ValueError``s."""
+    import ogbench
+
+    try:
+        return ogbench.make_env_and_datasets(task, dataset_path=path)
+    except KeyError as err:  # OGBench's relabelling reads keys such as qpos that check_npz does not require
+        raise ValueError(f"dataset {path} (or its -val file) lacks key {err} that {task} needs; regenerate it "
+                         f"(--dataset generated) or pass a file made for this task") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as err:
+        raise DatasetDamaged(f"dataset {path} (or its -val file) is damaged ({type(err).__name__}: {err}); "
+                             f"regenerate it (--dataset generated) or download it again") from None
+
+
+def lock_path(path: str) -> str:
+    """The lock file processes making the dataset ``NAME.npz`` hold: ``.NAME.npz.lock`` beside it."""
+    folder, name = os.path.split(path)
+    return os.path.join(folder, f".{name}.lock")
+
+
+def hash_cache_path(path: str) -> str:
+    """Where the sha256 of ``NAME.npz`` and ``NAME-val.npz`` is kept: ``NAME.sha256.json`` beside them."""
+    return path[: -len(".npz")] + ".sha256.json"
+
+
+def dataset_sha256(path: str, cache: bool = True) -> str:
+    """The sha256 of the dataset ``NAME.npz`` and its ``NAME-val.npz`` (in that order).
+
+    ``cache``: hashed once per version of the files (``rql_lite.files.sha256_cached``, the digest kept
+    in ``hash_cache_path(path)``); ``load_ogbench`` caches in the folders it manages (generated and
+    official datasets), not beside a file the user passed by path.
+    """
+    paths = [path, path[: -len(".npz")] + "-val.npz"]
+    return sha256_cached(paths, hash_cache_path(path)) if cache else files.sha256_of(paths)
+
+
+def _stamp(*paths) -> tuple:
+    """Identity of the files' current versions (an atomic replacement changes the inode)."""
+    out = []
+    for p in paths:
+        try:
+            st = os.stat(p)
+            out.append((st.st_ino, st.st_size, st.st_mtime_ns))
+        except FileNotFoundError:
+            out.append(None)
+    return tuple(out)
+
+
+def _healthy(path: str) -> bool:
+    val_path = path[: -len(".npz")] + "-val.npz"
+    try:
+        check_npz(path)
+        check_npz(val_path)
+        return True
+    except (ValueError, OSError):
+        return False
+
+
+def ensure_dataset(path: str, make, damaged: tuple | None = None, log=None) -> None:
+    """Make sure the dataset ``path`` (``NAME.npz`` with ``NAME-val.npz``) is there and readable, calling
+    ``make()`` to create it if not; safe when several processes (cluster jobs) ask at once.
+
+    Files that pass ``check_npz`` are used as they are, without a lock. Otherwise the process takes
+    an exclusive lock (``lock_path``), looks again (the files may have been made while it waited:
+    then it only checks them) and, if they are still missing, truncated or damaged, removes them and
+    calls ``make()``; the others wait on the lock, then check what it made. ``damaged``: the
+    ``_stamp`` of files found unreadable after they passed ``check_npz``; they are made again only
+    if they are still those files. ``log`` hears what happens (default: stderr).
+    """
+    val_path = path[: -len(".npz")] + "-val.npz"
+    say = log or (lambda message: print(message, file=sys.stderr, flush=True))
+    if damaged is None and _healthy(path):
+        return
+    check_writable_directory(os.path.dirname(path), "--data-dir")
+    with exclusive_lock(lock_path(path), on_wait=lambda: say(f"waiting for another process making {path}")):
+        current = _stamp(path, val_path)
+        if damaged is not None and current != damaged and _healthy(path):
+            return  # made again by another process since this one found it damaged
+        if damaged is None and _healthy(path):
+            return  # made by another process while this one waited
+        if any(s is not None for s in current):
+            say(f"{path}: truncated or damaged; making it again")
+            for p in (path, val_path, hash_cache_path(path)):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(p)
+        else:
+            say(f"{path}: not here yet; making it (other processes that need it wait)")
+        make()
+        if not _healthy(path):
+            check_npz(path)  # raises, naming what is wrong with what was just made
+            check_npz(val_path)
