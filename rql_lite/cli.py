@@ -123,6 +123,7 @@ def spec_from_args(args):
                    eval_every=args.eval_every, eval_episodes=args.eval_episodes, save_every=args.save_every,
                    dataset_episodes=args.dataset_episodes, data_dir=args.data_dir, workers=args.workers,
                    video_episodes=args.video_episodes, episode_length=args.episode_length,
+                   eval_workers=args.eval_workers,
                    max_eval_steps=args.max_eval_steps, label=args.label)
 
 
@@ -358,6 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--data-dir", default=DEFAULT_DATA_DIR,
                     help="where datasets are downloaded or generated (default: %(default)s)")
     tr.add_argument("--workers", type=COUNT, default=1, help="processes for dataset generation")
+    tr.add_argument("--eval-workers", type=COUNT, default=None,
+                    help="env processes for the evaluations (default: up to one per CPU core of the machine; in a "
+                         "cluster job, the cores allocated, as sweep sets it)")
     tr.add_argument("--video-episodes", type=NON_NEGATIVE, default=0,
                     help="record this many episodes per seed at the end")
     tr.add_argument("--max-minutes", type=POSITIVE, default=None,

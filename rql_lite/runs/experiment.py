@@ -261,7 +261,7 @@ class _Run:
         runs = self.spec.runs()
         tasks = [task for task, _ in runs]
         if self.eval_pool is None:  # built once per command: making envs (and worker processes) is slow
-            self.eval_pool = eval_pool(tasks, self.spec.eval_episodes)
+            self.eval_pool = eval_pool(tasks, self.spec.eval_episodes, workers=self.spec.eval_workers)
         results = evaluate_many(tasks, states, self.spec.eval_episodes, [1000 * seed + step for _, seed in runs],
                                 max_steps=self.spec.max_eval_steps, pool=self.eval_pool)
         points = {run: {"step": step, "success_rate": result["success_rate"], "episodes": self.spec.eval_episodes}
@@ -376,7 +376,8 @@ class _Run:
         spec = self.spec
         runs = spec.runs()
         results = evaluate_many([task for task, _ in runs], states, spec.video_episodes, [seed for _, seed in runs],
-                                max_steps=spec.max_eval_steps, video_episodes=spec.video_episodes)
+                                max_steps=spec.max_eval_steps, video_episodes=spec.video_episodes,
+                                workers=spec.eval_workers)
         for (task, seed), result in zip(runs, results):
             prefix = f"{task}-" if spec.multi_task else ""
             for j, frames in enumerate(result["frames"]):

@@ -42,7 +42,8 @@ class RunSpec:
     episode_length: int | None = None
     max_eval_steps: int | None = None
     data_dir: str = DEFAULT_DATA_DIR
-    workers: int = 1
+    workers: int = 1  # processes generating the dataset
+    eval_workers: int | None = None  # env processes of the evaluations (None: evaluate_many's default, per core)
     video_episodes: int = 0
     label: str | None = None  # the method's name in results tables; default the agent ("RQL", "TFQL")
 
@@ -71,12 +72,13 @@ class RunSpec:
         for name, minimum in (("steps", 1), ("eval_every", 1), ("save_every", 1), ("eval_episodes", 0),
                               ("episode_length", 1), ("workers", 1), ("video_episodes", 0)):
             checks.check_int(getattr(spec, name), "--" + name.replace("_", "-"), minimum)
-        for name in ("dataset_episodes", "max_eval_steps"):
+        for name in ("dataset_episodes", "max_eval_steps", "eval_workers"):
             checks.check_int(getattr(spec, name), "--" + name.replace("_", "-"), 1, allow_none=True)
         if spec.label is not None and (not isinstance(spec.label, str) or not spec.label.strip() or "\n" in spec.label):
             raise ValueError(f"--label must be a non-empty one-line name, got {spec.label!r}")
-        if not isinstance(spec.out, str) or not spec.out:
-            raise ValueError("--out must name a directory")
+        for name in ("out", "data_dir"):
+            if not isinstance(getattr(spec, name), str) or not getattr(spec, name):
+                raise ValueError(f"--{name.replace('_', '-')} must name a directory")
         check_dataset_source(spec.dataset)
         spec._check_overrides()
         return spec
@@ -122,21 +124,33 @@ class RunSpec:
         return self.label or METHOD_NAMES[self.agent]
 
     def command(self) -> str:
-        """The ``python -m rql_lite train ...`` command line that starts exactly this run."""
-        task_flag = f"--tasks {' '.join(self.tasks)}" if self.multi_task else f"--task {self.task}"
-        parts = ["python -m rql_lite train", task_flag, f"--agent {self.agent}",
-                 "--seeds " + " ".join(str(s) for s in self.seeds), f"--steps {self.steps}",
-                 f"--dataset {self.dataset}", f"--profile {self.profile}", f"--out {self.out}"]
+        """The ``python -m rql_lite train ...`` command line that starts exactly this run.
+
+        Every setting that changes what the run computes or where it reads and writes is in it, the
+        data directory and the generation and evaluation workers included; interval and size flags
+        are written out even where they equal the profile's defaults, so the command still reruns
+        this run if those defaults change. Words are shell-quoted (paths with spaces survive; a
+        ``~`` stays for ``rql_lite`` to expand): ``shlex.split`` and the ``train`` parser give this
+        spec back (``tests/cli/test_cli.py``).
+        """
+        q = shlex.quote
+        parts = ["python -m rql_lite train", "--tasks" if self.multi_task else "--task",
+                 *map(q, self.tasks), "--agent", q(self.agent), "--seeds", *(str(s) for s in self.seeds),
+                 *(["--steps", str(self.steps)] if self.steps is not None else []), "--dataset", q(self.dataset),
+                 "--profile", q(self.profile), "--out", q(self.out)]
         if self.overrides:
-            parts.append("--set " + " ".join(f"{k}={_cli_value(v)}" for k, v in sorted(self.overrides.items())))
+            parts += ["--set", *(q(f"{k}={_cli_value(v)}") for k, v in sorted(self.overrides.items()))]
         flags = ("eval_every", "eval_episodes", "save_every", "dataset_episodes", "episode_length", "max_eval_steps")
-        defaults = RUN_PROFILES[self.profile]
         for name in flags:
             value = getattr(self, name)
-            if value is not None and value != defaults.get(name):
-                parts.append(f"--{name.replace('_', '-')} {value}")
+            if value is not None:
+                parts += [f"--{name.replace('_', '-')}", str(value)]
+        parts += ["--data-dir", q(self.data_dir)]
+        for name, default in (("workers", 1), ("eval_workers", None), ("video_episodes", 0)):
+            if getattr(self, name) != default:
+                parts += [f"--{name.replace('_', '-')}", str(getattr(self, name))]
         if self.label:
-            parts.append(f"--label {shlex.quote(self.label)}")
+            parts += ["--label", q(self.label)]
         return " ".join(parts)
 
     def identity(self) -> dict:

@@ -104,6 +104,34 @@ def test_a_runs_recorded_command_parses_back_to_the_same_run():
     assert again == spec
 
 
+def test_a_recorded_command_keeps_every_setting_and_quotes_odd_paths(tmp_path):
+    """Paths with spaces and quotes, a dataset file, the data directory, workers, overrides of every type:
+    the command a record keeps, split as a shell splits it, parses back to the very same run."""
+    odd = tmp_path / "it's a folder"
+    odd.mkdir()
+    for name in ("cube-single-play-v0.npz", "cube-single-play-v0-val.npz"):
+        (odd / name).write_bytes(b"")
+    spec = RunSpec(task=("cube-single-play-singletask-task1-v0", "cube-single-play-singletask-task3-v0"),
+                   agent="fql", seeds=(3, 1), steps=7, dataset=str(odd / "cube-single-play-v0.npz"),
+                   out=str(odd / "run $HOME"), profile="full", data_dir=str(odd / "data; rm -rf x"), workers=3,
+                   eval_workers=2, video_episodes=1, max_eval_steps=50, dataset_episodes=9, eval_episodes=0,
+                   overrides={"alpha": 1e-05, "value_layer_norm": False, "policy_hidden": (32, 8),
+                              "matmul_precision": "bfloat16"}, label="FQL (mine)").resolved()
+    command = spec.command()
+    words = shlex.split(command)
+    assert words[:4] == ["python", "-m", "rql_lite", "train"]
+    assert words[words.index("--data-dir") + 1] == spec.data_dir and words[words.index("--out") + 1] == spec.out
+    again = cli.spec_from_args(cli.build_parser().parse_args(words[3:])).resolved()
+    assert again == spec
+    # The profile's defaults are written out too: the command means the same run if they change.
+    default = RunSpec(task="cube-single-play-singletask-task2-v0", profile="smoke").resolved()
+    words = shlex.split(default.command())
+    for flag in ("--steps", "--eval-every", "--eval-episodes", "--save-every", "--dataset-episodes",
+                 "--episode-length", "--max-eval-steps", "--data-dir"):
+        assert flag in words, (flag, words)
+    assert cli.spec_from_args(cli.build_parser().parse_args(words[3:])).resolved() == default
+
+
 def test_generate_writes_by_default_where_train_looks(monkeypatch, tmp_path):
     """`generate` without --out writes to the folder `train --dataset generated` reads for the same
     settings (~ expanded; episodes and seed in the name), not to a literal '~' or a fixed folder."""
