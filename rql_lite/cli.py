@@ -27,7 +27,7 @@ from rql_lite.ogbench.evaluate import evaluate_many
 from rql_lite.ogbench.generate import generate_dataset
 from rql_lite.ogbench.videos import write_video
 from rql_lite.runs import checkpoint
-from rql_lite.runs import kit
+from rql_lite.runs import kit, sweep
 from rql_lite.runs.experiment import RunInterrupted, SegmentEnded, run
 from rql_lite.runs.node import TRAIN_PASS, NodeOptions, run_node
 from rql_lite.runs.rundir import claim_for_reading, load_run, read_run_info, runs_of
@@ -44,6 +44,14 @@ class _Parser(argparse.ArgumentParser):
 
 COUNT, NON_NEGATIVE = checks.int_argument(1), checks.int_argument(0)
 POSITIVE = checks.number_argument(above=0.0)
+
+
+def _minutes(text: str) -> int:
+    """``sweep --time``: whole minutes (SLURM's 4:00:00 spelled 240)."""
+    try:
+        return COUNT(text)
+    except argparse.ArgumentTypeError as err:
+        raise argparse.ArgumentTypeError(f"{err}; give whole minutes, e.g. --time 240 for 4 hours") from None
 
 
 def _command_line(argv) -> str:
@@ -263,6 +271,33 @@ def _kit(args) -> int:
     return 0
 
 
+def _sweep_submit(args) -> int:
+    plan = sweep.SweepPlan(
+        out=args.out, domains=tuple(args.domains or ()), tasks=tuple(args.tasks or ()), agents=tuple(args.agents),
+        seeds=tuple(args.seeds), profile=args.profile, overrides=_parse_overrides(args.set),
+        train={name: getattr(args, name) for name in sweep.TRAIN_FLAGS}, dataset=args.dataset, data_dir=args.data_dir,
+        time_minutes=args.time, margin_minutes=args.margin_minutes, cpus_per_task=args.cpus_per_task, gres=args.gres,
+        partition=args.partition, account=args.account, sbatch_lines=tuple(args.sbatch_line or ()),
+        job_name=args.job_name, python=args.python or sys.executable)
+    sweep.submit_sweep(plan, _command_line(args.argv), dry_run=args.dry_run)
+    return 0
+
+
+def _sweep_status(args) -> int:
+    rows, info = sweep.sweep_status(args.sweep)
+    print(sweep.format_status(rows, info, args.sweep))
+    return 0
+
+
+def _sweep_collect(args) -> int:
+    sweep.collect(args.sweep, results_dir=args.results)
+    return 0
+
+
+def _sweep_element(args) -> int:
+    return sweep.run_element(args.sweep, args.index, args.max_minutes)
+
+
 def _export(args) -> int:
     if os.path.isdir(args.out):
         raise ValueError(f"export --out {args.out} is a directory; give a file path, e.g. "
@@ -458,11 +493,73 @@ def build_parser() -> argparse.ArgumentParser:
                                  "OGBench's stack")
     kit_parser.add_argument("--jax", default=None, help="with --print-wheelhouse-command: the node's jax, pinned")
     kit_parser.set_defaults(func=_kit)
+    _add_sweep_parser(sub)
     return parser
+
+
+SWEEP_ACTIONS = ("submit", "status", "collect", "element")
+
+
+def _add_sweep_parser(sub) -> None:
+    sw = sub.add_parser("sweep", help="a SLURM job array per plan, elements trained in segments and requeued until "
+                                      "finished; sweep status, sweep collect",
+                        description="python -m rql_lite sweep [submit] ... plans and submits; sweep status DIR and "
+                                    "sweep collect DIR follow it (see rql_lite.runs.sweep)")
+    actions = sw.add_subparsers(dest="sweep_action", required=True)
+    submit = actions.add_parser("submit", help="write the job-array script and submit it (the default action)")
+    submit.add_argument("--out", required=True, help="the sweep's directory (sweep.json, sweep.sbatch, logs/, runs/), "
+                                                     "on storage every node sees")
+    submit.add_argument("--domains", nargs="+", default=None, metavar="DOMAIN",
+                        help="every task (1-5) of these domains, e.g. cube-double-play scene-play")
+    submit.add_argument("--tasks", nargs="+", default=None, metavar="TASK", help="and/or these tasks")
+    submit.add_argument("--agents", nargs="+", default=["rql"], choices=list(AGENTS),
+                        help="one element per domain and agent (default: rql)")
+    submit.add_argument("--seeds", type=NON_NEGATIVE, nargs="+", default=[0], help="trained in each element's program")
+    submit.add_argument("--profile", default="full", choices=["smoke", "full"], help="default: %(default)s")
+    for name in ("steps", "eval-every", "save-every", "dataset-episodes", "episode-length", "max-eval-steps"):
+        submit.add_argument(f"--{name}", type=COUNT, default=None, help="as in train (default: the profile's)")
+    submit.add_argument("--eval-episodes", type=NON_NEGATIVE, default=None, help="as in train (default: the profile's)")
+    submit.add_argument("--set", nargs="*", metavar="NAME=VALUE", help="hyperparameter overrides, as in train")
+    submit.add_argument("--dataset", default="generated", help="generated (default), official, or a NAME.npz of one "
+                                                               "domain")
+    submit.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="dataset cache shared by the elements, on storage "
+                                                                     "every node sees (default: %(default)s)")
+    submit.add_argument("--time", type=_minutes, default=None, metavar="MINUTES",
+                        help="each element's wall time in minutes (sbatch --time); required")
+    submit.add_argument("--margin-minutes", type=POSITIVE, default=5.0,
+                        help="a segment ends this long before the time limit: startup, the last evaluation and save "
+                             "(default: %(default)s); segments are train --max-minutes (time - margin)")
+    submit.add_argument("--cpus-per-task", type=COUNT, default=None,
+                        help="CPUs per element: dataset generation and evaluation workers (sbatch --cpus-per-task)")
+    submit.add_argument("--gres", default=None, help="e.g. gpu:1 (sbatch --gres)")
+    submit.add_argument("--partition", default=None, help="sbatch --partition")
+    submit.add_argument("--account", default=None, help="sbatch --account")
+    submit.add_argument("--sbatch-line", action="append", metavar="OPTION",
+                        help="another #SBATCH option, repeatable, e.g. --sbatch-line=--qos=long")
+    submit.add_argument("--job-name", default=None, help="default: rql-NAME of --out")
+    submit.add_argument("--python", default=None, help="the Python with rql_lite the elements run (default: this "
+                                                       "one); a full path if it exists on the nodes only")
+    submit.add_argument("--dry-run", action="store_true", help="write the script and sweep.json; submit nothing")
+    submit.set_defaults(func=_sweep_submit)
+    status = actions.add_parser("status", help="every (task, agent, seed): step, finished, its element's SLURM state")
+    status.add_argument("sweep", help="the sweep's --out")
+    status.set_defaults(func=_sweep_status)
+    gather = actions.add_parser("collect", help="copy finished records (run.json and records/) into results/")
+    gather.add_argument("sweep", help="the sweep's --out")
+    gather.add_argument("--results", default=None, help="into RESULTS/NAME-of-the-sweep/ (default: the checkout's "
+                                                        "results/, where chapter 7 and the Results page read)")
+    gather.set_defaults(func=_sweep_collect)
+    element = actions.add_parser("element", help="what one array element runs (the job script calls it)")
+    element.add_argument("sweep", help="the sweep's --out")
+    element.add_argument("index", type=NON_NEGATIVE, help="the element ($SLURM_ARRAY_TASK_ID)")
+    element.add_argument("--max-minutes", type=POSITIVE, required=True, help="the segment's length (train's)")
+    element.set_defaults(func=_sweep_element)
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["sweep"] and (len(argv) == 1 or argv[1] not in (*SWEEP_ACTIONS, "-h", "--help")):
+        argv = ["sweep", "submit", *argv[1:]]  # plain `sweep ...` plans and submits
     args = build_parser().parse_args(argv)
     args.argv = argv
     try:

@@ -5,7 +5,10 @@ Modules: ``spec`` (``RunSpec``: a run's settings, checked before anything is rea
 file per (task, seed): schema, writer and reader), ``checkpoint`` (states and agent files, written
 atomically, checked when read), ``experiment`` (``run``: the training loop of one run, in
 time-limited segments if asked) and ``report`` (results tables from records, beside the published
-baselines).
+baselines). Orchestration, imported by name: ``node`` (a short GPU allocation in one command),
+``kit`` (the offline wheels for such a node), ``sweep`` (SLURM job arrays whose elements train in
+segments and requeue themselves until finished; ``status`` and ``collect``) and ``slurm`` (the
+few SLURM commands it calls).
 
 This layer imports the core, ``rql_lite.files`` and ``rql_lite.ogbench``.
 """
