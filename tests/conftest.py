@@ -74,3 +74,22 @@ def fake_env():
     import fake_eval_env  # noqa: F401  (registers the envs in this process too)
 
     return "fake_eval_env:FakeReach-v0"
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A real one-node SLURM (``slurm_cluster.LocalSlurm``: slurmctld, slurmd and munged as daemons), started
+    once per session and stopped at its end, with no daemon left. Skipped where SLURM cannot start here;
+    a failure where ``RQL_REQUIRE_SLURM=1`` (CI)."""
+    from slurm_cluster import LocalSlurm, Unavailable
+
+    cluster = LocalSlurm()
+    try:
+        cluster.start()
+    except Unavailable as err:
+        if os.environ.get("RQL_REQUIRE_SLURM") == "1":
+            pytest.fail(f"RQL_REQUIRE_SLURM=1, but SLURM cannot start here: {err}")
+        pytest.skip(f"SLURM cannot start here: {err}")
+    yield cluster
+    left = cluster.stop()
+    assert not left, f"SLURM daemons still running after the session: {left}"
