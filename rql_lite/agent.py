@@ -1,10 +1,12 @@
-"""The RQL / TFQL agent: configuration, train state (a pytree), one pure update, acting.
+"""The agent: configuration, train state (a pytree), one pure update, acting.
 
-The whole update is one pure function of ``(state, batch, key)``. It computes one
-scalar loss, ``value_loss + policy_loss + alpha * bc_loss``, whose terms each move
-only their own network (``stop_gradient`` isolates them), and takes one Adam step
-on both networks together, as the authors' release does. ``agent="rql"`` or
-``"tfql"`` changes only the value target.
+The whole update is one pure function of ``(state, batch, key)``. It computes one scalar loss
+whose terms each move only their own network (``stop_gradient`` isolates them), and takes one
+Adam step on all networks together, as the authors' release does. For RQL that loss is
+``value_loss + policy_loss + alpha * bc_loss`` (below); ``agent="tfql"`` changes only the value
+target. The other ways to train a flow policy with RL that the RQL paper compares against (BC flow,
+FQL, IFQL, FAWAC, FBRAC) write their losses in ``rql_lite.baselines``, one module each, and share
+this file's state, update and acting.
 """
 from __future__ import annotations
 
@@ -19,11 +21,16 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from rql_lite import losses
+from rql_lite import checks, losses
+from rql_lite.baselines import bc, fawac, fbrac, fql, ifql
 from rql_lite.flow import euler, interpolate, reverse_to_flow_times, velocity_regression_loss
 from rql_lite.networks import MATMUL_PRECISIONS, ValueEnsemble, VelocityField
 
-AGENTS = ("rql", "tfql")
+EXPANDED = ("rql", "tfql")  # a value over partial actions V(s, x, f): the expanded MDP
+BASELINES = {"bc": bc, "fql": fql, "ifql": ifql, "fawac": fawac, "fbrac": fbrac}  # a critic Q(s, a) (or none)
+AGENTS = EXPANDED + tuple(BASELINES)
+METHOD_NAMES = {"rql": "RQL", "tfql": "TFQL", "bc": "BC flow", "fql": "FQL", "ifql": "IFQL", "fawac": "FAWAC",
+                "fbrac": "FBRAC"}
 POLICY_LOSSES = ("release", "paper")
 FLOW_TIME_MODES = ("mixed", "grid")
 
@@ -45,10 +52,13 @@ class AgentConfig:
     discount: float = 0.99
     tau: float = 0.005  # target-network Polyak rate
     ema_rate: float = 0.999  # policy EMA used for acting
-    alpha: float = 1.0  # BC coefficient
-    expectile: float = 0.9  # kappa
+    alpha: float = 1.0  # BC coefficient (RQL, TFQL: alpha * BC; FBRAC: BC + Q / alpha, its reference's form)
+    expectile: float = 0.9  # kappa (RQL, TFQL: the value's expectile; IFQL: V(s)'s expectile of Q)
     pessimism: float = 0.5  # rho in mean - rho * std
-    agent: str = "rql"  # "rql" (multi-step target) or "tfql" (one-step along flow steps)
+    agent: str = "rql"  # "rql" (multi-step target), "tfql" (one-step along flow steps), or a baseline (AGENTS)
+    distill_weight: float = 100.0  # FQL: weight of distilling the flow into the one-step policy
+    num_samples: int = 32  # IFQL: flow samples per action, the best by the critic kept (rejection sampling)
+    inv_temperature: float = 10.0  # FAWAC: beta in the weight exp(beta * advantage)
     policy_loss: str = "release"  # "release": interpolants; "paper": reversed points
     flow_time_mode: str = "mixed"  # "mixed" (release) or "grid" (paper)
     # How the networks' matrix products are computed (``networks.dense_options``): "default" (XLA's
@@ -60,42 +70,37 @@ class AgentConfig:
     matmul_precision: str = "default"
 
     def __post_init__(self):
-        object.__setattr__(self, "policy_hidden", tuple(int(w) for w in self.policy_hidden))
-        object.__setattr__(self, "value_hidden", tuple(int(w) for w in self.value_hidden))
-        positive_ints = ("obs_dim", "action_dim", "horizon", "flow_steps", "num_values", "batch_size")
-        for name in positive_ints:
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                hint = {"flow_steps": " (K, the number of Euler steps)", "horizon": " (h, the action-chunk length)"}
-                raise ValueError(f"{name}{hint.get(name, '')} must be an integer >= 1, got {value!r}")
+        for name in ("policy_hidden", "value_hidden"):
+            widths = getattr(self, name)
+            widths = (widths,) if checks.is_int(widths) else tuple(widths)
+            object.__setattr__(self, name, tuple(checks.check_int(w, f"{name} widths", 1) for w in widths))
+        hints = {"flow_steps": "K, the number of Euler steps", "horizon": "h, the action-chunk length"}
+        hints["num_samples"] = "N, IFQL's flow samples per action"
+        for name in ("obs_dim", "action_dim", "horizon", "flow_steps", "num_values", "batch_size", "num_samples"):
+            checks.check_int(getattr(self, name), name, 1, hint=hints.get(name, ""))
         for field in dataclasses.fields(self):  # annotations are strings here (postponed evaluation)
             value = getattr(self, field.name)
-            if field.type == "float" and (isinstance(value, bool) or not isinstance(value, (int, float, np.number))
-                                          or not math.isfinite(value)):
-                raise ValueError(f"{field.name} must be a finite number, got {value!r}")
+            if field.type == "float":
+                checks.check_number(value, field.name)
             if field.type == "bool" and not isinstance(value, (bool, np.bool_)):
                 raise ValueError(f"{field.name} must be True or False, got {value!r}")
-        if not 0.0 < self.expectile < 1.0:
-            raise ValueError(f"expectile (kappa) must lie strictly between 0 and 1, got {self.expectile}; 0.5 is SARSA-like, 0.9 is close to max")
-        if not self.alpha >= 0.0:
-            raise ValueError(f"alpha (BC coefficient) must be >= 0, got {self.alpha}")
-        if not self.pessimism >= 0.0:
-            raise ValueError(f"pessimism (rho) must be >= 0, got {self.pessimism}")
-        if not 0.0 <= self.discount <= 1.0:
-            raise ValueError(f"discount must lie in [0, 1], got {self.discount}")
-        for name in ("tau", "ema_rate"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
-        if not self.learning_rate > 0.0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        checks.check_number(self.expectile, "expectile", above=0.0, below=1.0, hint="kappa",
+                            note="0.5 is SARSA-like, 0.9 is close to max")
+        checks.check_number(self.alpha, "alpha", minimum=0.0, hint="BC coefficient")
+        if self.agent == "fbrac":  # its critic term is divided by alpha
+            checks.check_number(self.alpha, "alpha", above=0.0, hint="FBRAC's BC coefficient, the critic term's divisor")
+        checks.check_number(self.distill_weight, "distill_weight", minimum=0.0, hint="FQL's distillation weight")
+        checks.check_number(self.inv_temperature, "inv_temperature", minimum=0.0, hint="FAWAC's beta")
+        checks.check_number(self.pessimism, "pessimism", minimum=0.0, hint="rho")
+        for name in ("discount", "tau", "ema_rate"):
+            checks.check_number(getattr(self, name), name, 0.0, 1.0)
+        checks.check_number(self.learning_rate, "learning_rate", above=0.0)
         for name, allowed in (("agent", AGENTS), ("policy_loss", POLICY_LOSSES), ("flow_time_mode", FLOW_TIME_MODES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.matmul_precision not in MATMUL_PRECISIONS:
             raise ValueError(f"matmul_precision must be one of {MATMUL_PRECISIONS} ('default': XLA's default, what the "
                              f"authors' release ran with), got {self.matmul_precision!r}")
-        if any(w < 1 for w in self.policy_hidden + self.value_hidden):
-            raise ValueError("hidden layer widths must be >= 1")
 
     @property
     def chunk_dim(self) -> int:
@@ -106,10 +111,16 @@ class AgentConfig:
         return dataclasses.replace(self, **changes)
 
 
+def config_dict(config: AgentConfig) -> dict:
+    """``config`` as stored in JSON (run.json, checkpoints, agent files, records): every field, tuples
+    as lists. ``AgentConfig(**config_dict(config)) == config``."""
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items()}
+
+
 def complete_config_dict(config: dict) -> dict:
-    """A stored config (run.json, checkpoint, record) with each ``AgentConfig`` field it lacks set to
-    its default, in ``experiment.config_dict``'s form. A file written before a field existed ran with
-    that field's default (e.g. ``matmul_precision="default"``), so compare configs through this."""
+    """A stored config with each ``AgentConfig`` field it lacks set to its default, in ``config_dict``'s
+    form. A file written before a field existed ran with that field's default (e.g.
+    ``matmul_precision="default"``), so compare stored configs through this."""
     out = dict(config)
     for field in dataclasses.fields(AgentConfig):
         if field.name not in out and field.default is not dataclasses.MISSING:
@@ -144,27 +155,36 @@ class TrainState:
     config: AgentConfig = flax.struct.field(pytree_node=False)
 
 
+def critic_params(config: AgentConfig, value_params):
+    """The part of the value parameters that the target network tracks: RQL's whole ensemble
+    ``V(s, x, f)``, a baseline's critic ``Q(s, a)`` (not IFQL's or FAWAC's ``V(s)``), BC's nothing."""
+    return value_params if config.agent in EXPANDED else BASELINES[config.agent].critic_params(value_params)
+
+
 @functools.partial(jax.jit, static_argnums=0)
 def _init_params(config: AgentConfig, key: jax.Array):
-    k_pi, k_v = jax.random.split(key)
-    obs = jnp.zeros((1, config.obs_dim))
-    x = jnp.zeros((1, config.chunk_dim))
-    t = jnp.zeros((1, 1))
-    policy_params = policy_net(config).init(k_pi, obs, x, t)
-    value_params = value_net(config).init(k_v, obs, x, t)
+    if config.agent in EXPANDED:
+        k_pi, k_v = jax.random.split(key)
+        obs = jnp.zeros((1, config.obs_dim))
+        x = jnp.zeros((1, config.chunk_dim))
+        t = jnp.zeros((1, 1))
+        policy_params = policy_net(config).init(k_pi, obs, x, t)
+        value_params = value_net(config).init(k_v, obs, x, t)
+    else:
+        policy_params, value_params = BASELINES[config.agent].init(config, key)
     return policy_params, value_params, optimizer(config).init({"policy": policy_params, "value": value_params})
 
 
 def init_state(config: AgentConfig, key: jax.Array) -> TrainState:
     """Fresh parameters; target and EMA copies start equal to the online ones."""
-    # Initialising under jit is ~10x faster than Flax's eager init on CPU.
+    # Under jit: one compiled program instead of Flax's eager, operation-by-operation init.
     policy_params, value_params, opt_state = _init_params(config, key)
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         policy_params=policy_params,
         value_params=value_params,
         # Copies, not aliases: each leaf gets its own buffer so a training step may donate them all.
-        target_value_params=jax.tree_util.tree_map(jnp.copy, value_params),
+        target_value_params=jax.tree_util.tree_map(jnp.copy, critic_params(config, value_params)),
         ema_policy_params=jax.tree_util.tree_map(jnp.copy, policy_params),
         opt_state=opt_state,
         config=config,
@@ -321,18 +341,27 @@ def _loss(params, state: TrainState, batch: dict, key: jax.Array):
     return total, metrics
 
 
+def _baseline_loss(params, state: TrainState, batch: dict, key: jax.Array):
+    """A baseline's loss (``rql_lite.baselines``) with this update's random draws."""
+    module = BASELINES[state.config.agent]
+    draws = module.draws(state.config, key, batch["observations"].shape[0])
+    return module.loss_at(state.config, params, state.target_value_params, batch, draws)
+
+
 def update_unchecked(state: TrainState, batch: dict, key: jax.Array) -> tuple[TrainState, dict]:
     """One gradient step (pure, traceable): the body that ``train`` scans over."""
     cfg = state.config
     params = {"policy": state.policy_params, "value": state.value_params}
-    grads, metrics = jax.grad(_loss, has_aux=True)(params, state, batch, key)
+    loss = _loss if cfg.agent in EXPANDED else _baseline_loss
+    grads, metrics = jax.grad(loss, has_aux=True)(params, state, batch, key)
     updates, opt_state = optimizer(cfg).update(grads, state.opt_state, params)
     params = optax.apply_updates(params, updates)
     new_state = state.replace(
         step=state.step + 1,
         policy_params=params["policy"],
         value_params=params["value"],
-        target_value_params=optax.incremental_update(params["value"], state.target_value_params, cfg.tau),
+        target_value_params=optax.incremental_update(critic_params(cfg, params["value"]), state.target_value_params,
+                                                     cfg.tau),
         ema_policy_params=optax.incremental_update(params["policy"], state.ema_policy_params, 1.0 - cfg.ema_rate),
         opt_state=opt_state,
     )
@@ -343,7 +372,7 @@ _update_jit = jax.jit(update_unchecked)
 
 
 def update(state: TrainState, batch: dict, key: jax.Array) -> tuple[TrainState, dict]:
-    """One jitted RQL/TFQL update: ``(state, batch, key) -> (state, metrics)``.
+    """One jitted update of the state's agent: ``(state, batch, key) -> (state, metrics)``.
 
     ``batch`` (see ``batch_shapes``): observations ``(B, obs)``, actions ``(B, h, d)``,
     rewards/masks/valid ``(B, h)``, next_observations ``(B, obs)`` (the state after the
@@ -354,22 +383,39 @@ def update(state: TrainState, batch: dict, key: jax.Array) -> tuple[TrainState, 
     return _update_jit(state, batch, key)
 
 
-def sample_actions(config: AgentConfig, policy_params, obs: jax.Array, key: jax.Array) -> jax.Array:
-    """Integrate the flow from noise to an action chunk: ``(B, obs) -> (B, h, d)``, clipped to [-1, 1]."""
+def acting_params(state: TrainState) -> dict:
+    """What acting reads: ``{"policy": the EMA policy}``, and for IFQL, which picks among flow samples by
+    its critic, ``{"critic": the online critic}`` too. Works on stacked states alike."""
+    if state.config.agent == "ifql":
+        return {"policy": state.ema_policy_params, "critic": state.value_params["q"]}
+    return {"policy": state.ema_policy_params}
+
+
+def sample_actions(config: AgentConfig, params: dict, obs: jax.Array, key: jax.Array) -> jax.Array:
+    """The agent's action chunks: ``(B, obs) -> (B, h, d)``, clipped to [-1, 1]. ``params``: ``acting_params``.
+
+    RQL, TFQL, BC flow, FAWAC, FBRAC: K Euler steps of the flow from noise. FQL: one call of its
+    one-step policy. IFQL: the best of N flow samples by its critic's lowest head."""
     b = obs.shape[0]
-    policy = policy_net(config)
-    z = jax.random.normal(key, (b, config.chunk_dim))
-    x = euler(lambda x, t: policy.apply(policy_params, obs, x, t), z, 0.0, 1.0, config.flow_steps)
-    return jnp.clip(x, -1.0, 1.0).reshape(b, config.horizon, config.action_dim)
+    if config.agent in EXPANDED:
+        policy = policy_net(config)
+        z = jax.random.normal(key, (b, config.chunk_dim))
+        x = euler(lambda x, t: policy.apply(params["policy"], obs, x, t), z, 0.0, 1.0, config.flow_steps)
+        x = jnp.clip(x, -1.0, 1.0)
+    else:
+        value = {"q": params["critic"]} if "critic" in params else None
+        x = BASELINES[config.agent].act_with(config, params["policy"], value, obs, key)
+    return x.reshape(b, config.horizon, config.action_dim)
 
 
 @jax.jit
 def _act(state: TrainState, obs: jax.Array, key: jax.Array) -> jax.Array:
-    return sample_actions(state.config, state.ema_policy_params, obs, key)
+    return sample_actions(state.config, acting_params(state), obs, key)
 
 
 def act(state: TrainState, obs, key: jax.Array) -> jax.Array:
-    """Action chunks from the EMA policy: obs ``(B, obs_dim)`` -> ``(B, h, d)``; ``(obs_dim,)`` -> ``(h, d)``."""
+    """Action chunks from the EMA policy (``sample_actions``): obs ``(B, obs_dim)`` -> ``(B, h, d)``;
+    ``(obs_dim,)`` -> ``(h, d)``."""
     obs = jnp.asarray(obs, jnp.float32)
     single = obs.ndim == 1
     if obs.shape[-1] != state.config.obs_dim or obs.ndim not in (1, 2):

@@ -15,15 +15,14 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from rql_lite import checks
+
 Velocity = Callable[[jax.Array, jax.Array], jax.Array]
 
 
 def _check_steps(num_steps) -> int:
-    if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 1:
-        raise ValueError(
-            f"num_steps must be a Python int >= 1 (the number of Euler steps K), got {num_steps!r}"
-        )
-    return num_steps
+    """The step count as a Python ``int`` (a static loop length)."""
+    return checks.check_int(num_steps, "num_steps", 1, hint="the number of Euler steps K")
 
 
 def _times(x: jax.Array, t) -> jax.Array:

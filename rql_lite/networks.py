@@ -168,3 +168,47 @@ class ValueEnsemble(nn.Module):
         )
         mlp = heads(self.hidden_dims, 1, layer_norm=self.layer_norm, matmul_precision=self.matmul_precision)
         return mlp(_condition(obs, x, f))[..., 0]
+
+
+class CriticEnsemble(nn.Module):
+    """N heads of an ordinary critic ``Q(s, a)`` over complete action chunks, ``(N, B)``: the value
+    of the baselines (FQL, IFQL, FAWAC, FBRAC), which score finished actions only. Same MLP as
+    ``ValueEnsemble`` without the flow-time input."""
+
+    num_heads: int = 10
+    hidden_dims: Sequence[int] = (512, 512, 512, 512)
+    layer_norm: bool = True
+    matmul_precision: str = "default"
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, actions: jax.Array) -> jax.Array:
+        """``obs (B, obs_dim)``, ``actions (B, D)`` -> ``(N, B)``."""
+        heads = nn.vmap(MLP, variable_axes={"params": 0}, split_rngs={"params": True}, in_axes=None, out_axes=0,
+                        axis_size=self.num_heads)
+        mlp = heads(self.hidden_dims, 1, layer_norm=self.layer_norm, matmul_precision=self.matmul_precision)
+        return mlp(jnp.concatenate([obs, actions], axis=-1))[..., 0]
+
+
+class StateValue(nn.Module):
+    """One state value ``V(s)``, ``(B, obs_dim) -> (B,)`` (IFQL's and FAWAC's)."""
+
+    hidden_dims: Sequence[int] = (512, 512, 512, 512)
+    layer_norm: bool = True
+    matmul_precision: str = "default"
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        return MLP(self.hidden_dims, 1, layer_norm=self.layer_norm, matmul_precision=self.matmul_precision)(obs)[..., 0]
+
+
+class OneStepPolicy(nn.Module):
+    """FQL's one-step policy ``mu(s, z)``: noise to an action chunk in one call, ``(B, obs), (B, D) -> (B, D)``."""
+
+    action_dim: int
+    hidden_dims: Sequence[int] = (512, 512, 512, 512)
+    matmul_precision: str = "default"
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, z: jax.Array) -> jax.Array:
+        return MLP(self.hidden_dims, self.action_dim, layer_norm=False,
+                   matmul_precision=self.matmul_precision)(jnp.concatenate([obs, z], axis=-1))

@@ -14,6 +14,8 @@ batches and noise it would have drawn without the interruption.
 from __future__ import annotations
 
 import math
+import os
+import platform
 import time
 from typing import Callable, Sequence
 
@@ -31,6 +33,22 @@ class TrainingInterrupted(Exception):
     def __init__(self, states, history):
         super().__init__("training interrupted")
         self.states, self.history = states, history
+
+
+def device_description() -> str:
+    """The device JAX computes on, for records: e.g. ``"cpu: AMD EPYC (2 logical cores)"`` or
+    ``"gpu: NVIDIA H100 80GB HBM3 x1"``."""
+    dev = jax.devices()[0]
+    if dev.platform == "cpu":
+        cpu = platform.processor() or platform.machine()
+        try:
+            with open("/proc/cpuinfo") as f:
+                names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+            cpu = names[0] if names else cpu
+        except OSError:
+            pass
+        return f"cpu: {cpu} ({os.cpu_count()} logical cores)"
+    return f"{dev.platform}: {getattr(dev, 'device_kind', dev.platform)} x{jax.device_count()}"
 
 
 def seed_keys(seed: int) -> tuple[jax.Array, jax.Array]:
@@ -67,11 +85,11 @@ def _run_updates_one_after_another(states, dataset, run_keys, task_index, num_up
 # One run, and many runs in one program; the dataset is shared. ``num_updates`` is static: one
 # compile per chunk size. Two ways to put R runs in one program:
 # - "vmap": batched over the runs (one matmul per layer for all runs): what fills a GPU;
-# - "map": the runs one after another inside the program. On a CPU at the paper's sizes, whose
-#   matmuls already use every core, batching gains nothing and vmap's layouts cost ~20% (the Speed
-#   page: 4 vmapped runs at 0.80x one run's own program, 4 mapped ones at 1.00x), and each run then
-#   computes bitwise what it computes alone. (At tiny sizes, 2 x 64 units, vmap is the faster one on
-#   a CPU too; at the book's CPU size, 3 x 256, the two are even.)
+# - "map": the runs one after another inside the program, each computing bitwise what it computes
+#   alone. On a CPU at the paper's sizes the matmuls of one run already use every core, so batching
+#   gains nothing and vmap's layouts cost time; at tiny sizes vmap is the faster one on a CPU too.
+#   The bench measures both (``python -m rql_lite bench``: ``runs_sweep`` and ``runs_sweep_vmap`` of
+#   its record) and the Speed page shows the latest record's ratios.
 run_updates_jit = jax.jit(run_updates, static_argnums=4, donate_argnums=0)
 run_updates_vmapped = jax.jit(
     jax.vmap(run_updates, in_axes=(0, None, 0, 0, None)), static_argnums=4, donate_argnums=0

@@ -44,12 +44,12 @@ if [[ -n $KIT ]]; then
   echo "[gpu_node] install: the kit ($KIT, $(ls "$KIT"/*.whl | wc -l) wheels) into $SITE"
   "$PY" -m pip install -q --no-index --no-deps --no-compile --upgrade --disable-pip-version-check --target "$SITE" "$KIT"/*.whl
   export PYTHONPATH="$REPO:$SITE${PYTHONPATH#"$REPO"}"
-  missing=$("$PY" -c 'from rql_lite.kit import check_image; print(" ".join(check_image()))')
+  missing=$("$PY" -c 'from rql_lite.runs.kit import check_image; print(" ".join(check_image()))')
   [[ -z $missing ]] || { echo "error: the kit expects these from the image, which $PY lacks: $missing" >&2; exit 1; }
 elif [[ -n $WHEELHOUSE ]]; then
   [[ -d $WHEELHOUSE ]] || { echo "error: --wheelhouse $WHEELHOUSE is not a directory" >&2; exit 2; }
   tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-  "$PY" -c 'import sys; from rql_lite.kit import runtime_requirements; print("\n".join(runtime_requirements(sys.argv[1])))' \
+  "$PY" -c 'import sys; from rql_lite.runs.kit import runtime_requirements; print("\n".join(runtime_requirements(sys.argv[1])))' \
     "$REPO/pyproject.toml" > "$tmp/requirements.txt"
   # pip may add packages, never replace the installed JAX (pip freeze's name==version lines).
   "$PY" -m pip list --format=freeze 2>/dev/null | grep -iE '^(jax|jaxlib|jax[-_]cuda[0-9]*[-_][a-z_-]+)==' > "$tmp/constraints.txt" || true

@@ -1,7 +1,7 @@
 """A page must not promise an interaction that its static HTML cannot give.
 
 Words such as "drag", "slider", "widget" or "click" in a chapter's Markdown are a promise. The
-static book keeps it in two ways only: a live figure (``rql_lite.viz.live_*``, kernel-free HTML
+static book keeps it in two ways only: a live figure (``rql_lite.teaching.live``, kernel-free HTML
 and JavaScript in the page) shown by a code cell next to the paragraph, or a paragraph that says
 that a kernel is needed (it names a kernel, Jupyter or Colab). Anything else fails here.
 """
@@ -16,7 +16,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROMISE = re.compile(r"\b(drag\w*|slider\w*|widget\w*|click\w*|interactive\w*|toggle the|move the slider)\b",
                      re.IGNORECASE)
 KERNEL = re.compile(r"\b(kernel|jupyter|colab)\b", re.IGNORECASE)
-LIVE = re.compile(r"\blive_\w+\(")      # a kernel-free live figure of rql_lite.viz
+LIVE = re.compile(r"\blive_\w+\(")      # a kernel-free live figure of rql_lite.teaching.live
 NEIGHBOURS = 2                          # code cells this close to the paragraph count as "next to it"
 
 

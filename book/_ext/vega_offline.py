@@ -1,6 +1,6 @@
 """Sphinx extension: Vega, Vega-Lite and Vega-Embed served from the book's own ``_static/``.
 
-The live figures of chapters 1-3 (``rql_lite.viz.live_*``) are Vega-Lite charts embedded
+The live figures of chapters 1-3 (``rql_lite.teaching.live``) are Vega-Lite charts embedded
 with ``vegaEmbed``. The scripts come from the ``vl-convert-python`` wheel (PyPI), which
 ships the three libraries and bundles them into one file with
 ``vl_convert.javascript_bundle()``; its version, pinned in pyproject.toml, pins theirs. At

@@ -1,0 +1,122 @@
+"""Results tables: numbers only from records, intervals computed right, refusals for bad records."""
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from rql_lite.agent import config_dict
+from rql_lite.configs import agent_config
+from rql_lite.runs import records, report
+
+TASK = "cube-double-play-singletask-task2-v0"
+
+
+def write_record(root, run, seed, success, finished=True, task=TASK, agent="rql", steps=1000, config=None,
+                 method=None):
+    """A record as ``train`` writes it (``records.make_record``), at ``root/run/records/seed{seed}.json``."""
+    record = records.make_record(
+        task=task, agent=agent, method=method or agent.upper(), seed=seed, steps=steps, target_steps=steps,
+        finished=finished, profile="full",
+        config=config or config_dict(agent_config(task, 40, 5, profile="full", agent=agent)),
+        dataset={"source": "official", "sha256": "0" * 64, "path": "x.npz"}, eval_episodes=50,
+        success_curve=[{"step": steps, "success_rate": success, "episodes": 50, "wall_time_s": 1.0}],
+        git_commit="abc", device="gpu: test", wall_time_s=1.0, runs_batching="vmap",
+        command=f"python -m rql_lite train --task {task} --out {run}")
+    path = os.path.join(root, run, "records", f"seed{seed}.json")
+    records.write_record(path, record)
+    return path
+
+
+def test_summary_mean_and_student_t_interval_by_hand(tmp_path):
+    for seed, success in enumerate([0.2, 0.4, 0.6]):
+        write_record(tmp_path, "a", seed, success)
+    write_record(tmp_path, "a", 3, 0.99, finished=False)  # a run still going is left out
+    (summary,) = report.summarize(report.find_records(str(tmp_path)))
+    assert summary.n_seeds == 3 and summary.seeds == (0, 1, 2)
+    assert summary.mean == pytest.approx(0.4)
+    half = 4.302653 * 0.2 / math.sqrt(3)  # t(0.975, 2 dof) * sample std / sqrt(n)
+    assert summary.ci == pytest.approx((max(0.0, 0.4 - half), 0.4 + half), abs=1e-5)  # 0.4 - half < 0: clipped
+    assert summary.paper_scale
+    # Two seeds far apart: the t interval (factor 12.7) is clipped to the range of a success rate.
+    assert report.confidence_interval([0.0, 1.0]) == (0.0, 1.0)
+    assert all(math.isnan(v) for v in report.confidence_interval([0.5]))  # one seed: no interval
+
+
+def test_every_number_in_the_repository_table_has_records_behind_it():
+    records = report.find_records()
+    table = report.results_table(records)
+    by_path = {r.path: r for r in records}
+    numbers = 0
+    for row, method, cell in table.our_cells():
+        if cell.value is None:
+            assert cell.text.startswith(report.NOT_RUN), (row.label, method, cell.text)
+            assert not cell.records
+            continue
+        numbers += 1
+        assert cell.records, f"{row.label} / {method} shows {cell.text} with no record behind it"
+        behind = [by_path[p] for p in cell.records]
+        assert all(r.finished and r.method == method for r in behind)
+        if row.kind == "task":
+            assert np.mean([r.success_rate for r in behind]) == pytest.approx(cell.value)
+    # Baseline cells are the published numbers, read from the file, never ours.
+    methods, success = report.load_baselines()
+    assert len(methods) == 16 and set(methods) <= set(report.PAPER_BASELINE_ORDER)
+    row = next(r for r in table.rows if r.label == "cube-double-play-task2")
+    assert row.cells["FQL"].value == success[(TASK, "FQL")]
+    print(f"{numbers} cells of ours hold a number")
+
+
+def test_a_paper_scale_record_fills_its_cell_and_a_reduced_one_does_not(tmp_path):
+    for seed in range(2):
+        write_record(tmp_path, "paper", seed, 0.5 + 0.1 * seed)
+    small = config_dict(agent_config(TASK, 40, 5, profile="smoke", agent="tfql"))
+    write_record(tmp_path, "small", 0, 0.9, agent="tfql", config=small)
+    table = report.results_table(report.find_records(str(tmp_path)))
+    row = next(r for r in table.rows if r.label == "cube-double-play-task2")
+    assert row.cells["RQL"].value == pytest.approx(0.55) and len(row.cells["RQL"].records) == 2
+    assert "2 seeds" in row.cells["RQL"].detail and row.command.endswith("--out paper")
+    assert row.cells["TFQL"].value is None and row.cells["TFQL"].text == report.NOT_RUN
+    domain = next(r for r in table.rows if r.label == "cube-double-play (5 tasks)")
+    assert domain.cells["RQL"].value is None and domain.cells["RQL"].text == f"{report.NOT_RUN} (1/5 tasks)"
+    html = table.to_html()
+    main, commands = html.split("<details", 1)
+    assert "0.55" in main and main.count("<tr") == len(table.rows) + 1
+    assert "--out paper" in commands and "--out paper" not in main     # commands in their own block
+    assert "<details" not in table.to_html(commands=False)
+    runs = report.summaries_html(report.summarize(report.find_records(str(tmp_path))))
+    assert runs.count("<details") == 1 and "--out small" in runs.split("<details", 1)[1]
+
+
+def test_bad_records_are_refused_with_their_path(tmp_path):
+    path = tmp_path / "x" / "records" / "seed0.json"
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="seed0.json"):
+        report.find_records(str(tmp_path))
+    path.write_text(json.dumps({"schema": "something-else"}))
+    with pytest.raises(ValueError, match="not an rql_lite run record"):
+        report.find_records(str(tmp_path))
+
+
+def test_one_seed_recorded_twice_with_different_results_is_an_error(tmp_path):
+    write_record(tmp_path, "a", 0, 0.3)
+    write_record(tmp_path, "b", 0, 0.7)
+    with pytest.raises(ValueError, match="recorded twice"):
+        report.summarize(report.find_records(str(tmp_path)))
+
+
+def test_the_committed_records_read_back_and_a_record_without_newer_fields_gets_their_defaults(tmp_path):
+    """Records written before fields existed (the committed ones lack runs_batching; older configs lack
+    matmul_precision) read as what they ran with."""
+    committed = report.find_records()
+    assert committed and all(r.config["matmul_precision"] == "default" for r in committed)
+    path = write_record(tmp_path, "old", 0, 0.5)
+    raw = json.load(open(path))
+    del raw["config"]["matmul_precision"], raw["runs_batching"]
+    json.dump(raw, open(path, "w"))
+    (record,) = records.find_records(str(tmp_path))
+    assert record.config["matmul_precision"] == "default" and record.success_rate == 0.5
+    with pytest.raises(ValueError, match="make_record"):
+        records.write_record(str(tmp_path / "x.json"), {"task": TASK})
