@@ -107,7 +107,8 @@ def test_the_kit_runs_the_pipeline_in_a_gpu_images_package_set(tmp_path):
     pins = [f"{name}=={importlib.metadata.version(name)}" for name in kit.IMAGE_PACKAGES] + [
         f"jaxlib=={importlib.metadata.version('jaxlib')}", f"ml_dtypes=={importlib.metadata.version('ml_dtypes')}"]
     subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", *pins], check=True)
-    assert subprocess.run([python, "-c", "import ogbench"], capture_output=True).returncode != 0  # not in the image
+    for missing in ("ogbench", "mujoco", "gymnasium"):  # not in the image
+        assert subprocess.run([python, "-I", "-c", f"import {missing}"], capture_output=True, cwd=tmp_path).returncode
 
     def node(*args):
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "PYTHON", "VIRTUAL_ENV"))}
