@@ -271,7 +271,7 @@ def run_node(options: NodeOptions, argv: list[str] | None = None) -> int:
 
 
 def _run_node(options: NodeOptions, argv, log: _Log, start: float) -> int:
-    log.say(f"{utc_now()}: python -m rql_lite {shlex.join(argv or ["node"])}")
+    log.say(f"{utc_now()}: python -m rql_lite {shlex.join(argv or ['node'])}")
     log.say(f"checkout {git_commit() or 'unknown commit'}, out {options.out}, work {options.work}, "
             f"{os.cpu_count()} cores")
     spec = options.spec(options.agents[0]).resolved()
