@@ -158,7 +158,7 @@ def test_the_kit_runs_the_pipeline_in_a_gpu_images_package_set(tmp_path):
 
     out2 = tmp_path / "out2"
     budget = node("--kit", str(tmp_path / "kit"), "--no-bench", "--out", str(out2), "--work", str(tmp_path / "work2"),
-                  "--total-minutes", "0.001", *tiny)
+                  "--total-minutes", "0.00001", *tiny)
     assert budget.returncode == 0, budget.stdout[-3000:] + budget.stderr[-3000:]
     assert "leaves no room for another segment" in budget.stdout and "UNFINISHED" in budget.stdout
     summary = json.loads((out2 / "summary.json").read_text())
