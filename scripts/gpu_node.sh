@@ -41,8 +41,13 @@ if [[ -n $KIT ]]; then
   want=$("$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["python_version"])' "$KIT/manifest.json")
   have=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
   [[ $want == "$have" ]] || { echo "error: --kit $KIT was made for Python $want, $PY is $have; make one with --python-version $have" >&2; exit 2; }
-  echo "[gpu_node] install: the kit ($KIT, $(ls "$KIT"/*.whl | wc -l) wheels) into $SITE"
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --upgrade --disable-pip-version-check --target "$SITE" "$KIT"/*.whl
+  if cmp -s "$KIT/manifest.json" "$SITE/.rql-kit-manifest.json"; then  # this kit is installed there already
+    echo "[gpu_node] install: the kit ($KIT) is in $SITE already"
+  else
+    echo "[gpu_node] install: the kit ($KIT, $(ls "$KIT"/*.whl | wc -l) wheels) into $SITE"
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --upgrade --disable-pip-version-check --target "$SITE" "$KIT"/*.whl
+    cp "$KIT/manifest.json" "$SITE/.rql-kit-manifest.json"
+  fi
   export PYTHONPATH="$REPO:$SITE${PYTHONPATH#"$REPO"}"
   missing=$("$PY" -c 'from rql_lite.runs.kit import check_image; print(" ".join(check_image()))')
   [[ -z $missing ]] || { echo "error: the kit expects these from the image, which $PY lacks: $missing" >&2; exit 1; }

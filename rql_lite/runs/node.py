@@ -45,6 +45,7 @@ from rql_lite.ogbench.generate import DATASETS
 from rql_lite.runs.records import find_records
 from rql_lite.runs.spec import RunSpec
 
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout rql_lite runs from
 MAX_FILE_BYTES = 16 * 2**20
 MAX_FILES = 8
 LOG_NAME, SUMMARY_NAME = "gpu_node.log", "summary.json"
@@ -195,7 +196,7 @@ def _stream(process: subprocess.Popen, log: _Log, prefix: str) -> threading.Thre
 
 def _python_m(options: NodeOptions, args: list[str], log: _Log, prefix: str) -> tuple[subprocess.Popen, threading.Thread]:
     env = dict(os.environ)
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    repo = REPO
     env["PYTHONPATH"] = repo + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.setdefault("MUJOCO_GL", "egl")
     env.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(options.work, "jax-cache"))
@@ -270,7 +271,7 @@ def run_node(options: NodeOptions, argv: list[str] | None = None) -> int:
 
 
 def _run_node(options: NodeOptions, argv, log: _Log, start: float) -> int:
-    log.say(f"{utc_now()}: python -m rql_lite node {shlex.join(argv or [])}")
+    log.say(f"{utc_now()}: python -m rql_lite {shlex.join(argv or ['node'])}")
     log.say(f"checkout {git_commit() or 'unknown commit'}, out {options.out}, work {options.work}, "
             f"{os.cpu_count()} cores")
     spec = options.spec(options.agents[0]).resolved()

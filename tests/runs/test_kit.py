@@ -107,7 +107,8 @@ def test_the_kit_runs_the_pipeline_in_a_gpu_images_package_set(tmp_path):
     pins = [f"{name}=={importlib.metadata.version(name)}" for name in kit.IMAGE_PACKAGES] + [
         f"jaxlib=={importlib.metadata.version('jaxlib')}", f"ml_dtypes=={importlib.metadata.version('ml_dtypes')}"]
     subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", *pins], check=True)
-    assert subprocess.run([python, "-c", "import ogbench"], capture_output=True).returncode != 0  # not in the image
+    for missing in ("ogbench", "mujoco", "gymnasium"):  # not in the image
+        assert subprocess.run([python, "-I", "-c", f"import {missing}"], capture_output=True, cwd=tmp_path).returncode
 
     def node(*args):
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "PYTHON", "VIRTUAL_ENV"))}
@@ -145,18 +146,19 @@ def test_the_kit_runs_the_pipeline_in_a_gpu_images_package_set(tmp_path):
     assert not [f for f in files_under(out) if "checkpoint" in f]
     assert all(os.path.getsize(f) < MAX_BYTES for f in files_under(out))
 
-    again = node("--skip-install", "--out", str(out), "--work", str(work), "--agents", "rql", "tfql", "--archive",
-                 *tiny)
+    again = node("--kit", str(tmp_path / "kit"), "--out", str(out), "--work", str(work), "--agents", "rql", "tfql",
+                 "--archive", *tiny)
+    assert "is in" in again.stdout and "already" in again.stdout  # the kit is not installed twice
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert "segment" not in again.stdout.split("summary:")[0].replace("segment(s)", "") and "exists" in again.stdout
+    assert not re.search(r"\] segment \d+ \(", again.stdout) and "exists (delete it to measure again)" in again.stdout
     assert json.loads((out / "summary.json").read_text())["segments_this_invocation"] == 0
     assert (out / "runs.tar.gz").is_file() and not (out / "runs").exists() and len(files_under(out)) <= 8
     with tarfile.open(out / "runs.tar.gz") as tar:
         assert any(n.endswith("records/cube-single-play-singletask-task2-v0/seed1.json") for n in tar.getnames())
 
     out2 = tmp_path / "out2"
-    budget = node("--skip-install", "--no-bench", "--out", str(out2), "--work", str(tmp_path / "work2"),
-                  "--total-minutes", "0.001", *tiny)
+    budget = node("--kit", str(tmp_path / "kit"), "--no-bench", "--out", str(out2), "--work", str(tmp_path / "work2"),
+                  "--total-minutes", "0.00001", *tiny)
     assert budget.returncode == 0, budget.stdout[-3000:] + budget.stderr[-3000:]
     assert "leaves no room for another segment" in budget.stdout and "UNFINISHED" in budget.stdout
     summary = json.loads((out2 / "summary.json").read_text())
