@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rql_lite import checks
 from rql_lite.agent import AgentConfig, config_dict, init_state
 from rql_lite.configs import paper_benchmark_config
 from rql_lite.data import ChunkDataset, from_arrays
@@ -294,9 +295,9 @@ def sweep_runs(config: AgentConfig, runs=DEFAULT_RUNS, updates_per_dispatch: int
     the same rounds, for one run's own program (``train.run_updates_jit``), with each
     ``R``'s ratio to it in ``ratio_to_one_run_program``. All programs live on the device at once.
     """
-    runs = sorted({int(r) for r in runs})
-    if not runs or runs[0] < 1:
-        raise ValueError(f"runs must be integers >= 1, got {runs}")
+    if not runs:
+        raise ValueError("runs is empty; give the numbers of runs per program to time, e.g. (1, 2, 4)")
+    runs = sorted({checks.check_int(r, "runs", 1) for r in runs})
     say = log or (lambda *_: None)
     dataset = dataset if dataset is not None else synthetic_dataset(config, num_tasks=num_tasks)
     batching = default_batching() if batching is None else batching
