@@ -37,10 +37,8 @@ def check_int(value, name: str | None, minimum: int | None = None, maximum: int 
               allow_none: bool = False, none_means: str = "", hint: str = "") -> int | None:
     """``value`` as an ``int`` if it is an integer in ``[minimum, maximum]`` (either bound optional);
     ``None`` passes when ``allow_none`` (``none_means`` says what it stands for in the message).
-
-    >>> check_int(0, "--steps", 1)
-    Traceback (most recent call last):
-    ValueError: --steps must be an integer >= 1, got 0
+    Otherwise a ``ValueError``: ``check_int(0, "--steps", 1)`` says ``--steps must be an integer >= 1,
+    got 0``; ``hint`` adds what the name means, e.g. ``flow_steps (K, the number of Euler steps)``.
     """
     if value is None and allow_none:
         return None

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rql_lite import checks
 from rql_lite.agent import AgentConfig, TrainState, init_state, update_unchecked
 from rql_lite.data import ChunkDataset, sample_chunks
 
@@ -221,8 +222,8 @@ def train(
             f"dataset has obs_dim={dataset.obs_dim}, action_dim={dataset.action_dim} but the config "
             f"expects obs_dim={config.obs_dim}, action_dim={config.action_dim}"
         )
-    if num_steps < 0 or steps_per_dispatch < 1:
-        raise ValueError("num_steps must be >= 0 and steps_per_dispatch >= 1")
+    checks.check_int(num_steps, "num_steps", 0)
+    checks.check_int(steps_per_dispatch, "steps_per_dispatch", 1)
     runs_program(batching)  # checks the name before any work
     if task_index is None:
         task_index = [0] * len(seeds)

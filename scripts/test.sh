@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command:
-#   1. unit and property tests (pytest, CPU);
-#   2. every page of the book that is a notebook, executed at smoke size under nbmake;
+#   1. unit and property tests (pytest, CPU), one worker per core (pytest-xdist);
+#   2. every page of the book that is a notebook, executed at smoke size under nbmake, one per core;
 #   3. the book built from those executed notebooks, warnings as errors;
 #   4. the built book in headless Chromium (skipped without Debian's chromium and
 #      chromium-driver, unless RQL_REQUIRE_BROWSER=1, as CI sets it).
@@ -10,14 +10,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export RQL_PROFILE=smoke JAX_PLATFORMS="${JAX_PLATFORMS:-cpu}" MUJOCO_GL="${MUJOCO_GL:-egl}" PYTHONHASHSEED=0
 
-python -m pytest tests -q --ignore=tests/browser
+start=$(date +%s)
+python -m pytest tests -q --ignore=tests/browser -n auto --dist worksteal
+echo "unit tests: $(( $(date +%s) - start )) s on $(nproc) CPU cores"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cp -r _config.yml _toc.yml book notebooks "$work/"
 
 start=$(date +%s)
-python -m pytest --nbmake --overwrite -p no:cacheprovider -q --durations=0 "$work/notebooks" "$work/book"
+python -m pytest --nbmake --overwrite -p no:cacheprovider -q --durations=0 -n auto --dist worksteal \
+    "$work/notebooks" "$work/book"
 echo "smoke notebook suite: $(( $(date +%s) - start )) s on $(nproc) CPU cores"
 
 # The book from the executed notebooks: execution off, warnings are errors.

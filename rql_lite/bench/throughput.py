@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rql_lite import checks
 from rql_lite.agent import AgentConfig, config_dict, init_state
 from rql_lite.configs import paper_benchmark_config
 from rql_lite.data import ChunkDataset, from_arrays
@@ -295,13 +296,13 @@ def sweep_runs(config: AgentConfig, runs=DEFAULT_RUNS, updates_per_dispatch: int
     ``R``'s ratio to it in ``ratio_to_one_run_program``. All programs live on the device at once.
 
     ``deadline`` (a ``time.perf_counter()`` value): compile the ``R`` values in the order given (the
-    first always) and stop compiling more once half the time left is gone, leaving the rest for the timing rounds
-    (each still at least one dispatch per program); the ``R`` values left out are listed in
+    first always) and stop compiling more once half the time left is gone, leaving the rest for the
+    timing rounds (each still at least one dispatch per program); the ``R`` values left out are listed in
     ``skipped_runs``. Without it every ``R`` is measured.
     """
-    order = list(dict.fromkeys(int(r) for r in runs))
-    if not order or min(order) < 1:
-        raise ValueError(f"runs must be integers >= 1, got {list(runs)}")
+    if not runs:
+        raise ValueError("runs is empty; give the numbers of runs per program to time, e.g. (1, 2, 4)")
+    order = list(dict.fromkeys(checks.check_int(r, "runs", 1) for r in runs))
     say = log or (lambda *_: None)
     dataset = dataset if dataset is not None else synthetic_dataset(config, num_tasks=num_tasks)
     batching = default_batching() if batching is None else batching

@@ -13,6 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
+from rql_lite import checks
 from rql_lite.files import atomic_path
 
 DEFAULT_FPS = 20  # OGBench manipulation envs step at 20 Hz (control timestep 0.05 s)
@@ -58,8 +59,7 @@ def write_video(frames: np.ndarray | Sequence[np.ndarray], path: str, fps: float
     numbers for ffmpeg's H.264 encoder.
     """
     frames = _as_frames(frames)
-    if not fps > 0:
-        raise ValueError(f"fps must be > 0, got {fps}")
+    checks.check_number(fps, "fps", above=0.0)
     path = os.fspath(path)
     ext = os.path.splitext(path)[1].lower()
     if not ext:

@@ -338,16 +338,16 @@ class _Run:
                 self.latest = states
                 if self.saved_step != reached:
                     self.save(states, reached)
-                records = self.write_records(reached)
+                written = self.write_records(reached)
                 raise SegmentEnded(f"stopped at step {reached} of {spec.steps} to end before the time limit "
                                    f"(--max-minutes); saved in {self.ckpt_path}. Continue with: {self.continue_with}",
-                                   records)
+                                   written)
             self.milestone(states, spec.steps)  # the last step, whatever the intervals
         except TrainingInterrupted as stop:
             self.stop(stop.states)
         except KeyboardInterrupt:  # during an evaluation or a save
             self.stop(self.latest)
-        records = self.write_records(spec.steps)
+        written = self.write_records(spec.steps)
         if spec.video_episodes > 0:
             try:
                 self.record_videos(states)
@@ -355,7 +355,7 @@ class _Run:
                 raise RunInterrupted(f"interrupted while recording videos; the run itself is complete (records in "
                                      f"{spec.out}/records/); record videos with: python -m rql_lite evaluate --run "
                                      f"{spec.out} --video-episodes {spec.video_episodes}") from None
-        return records
+        return written
 
     def stop(self, states) -> None:
         """Save the last complete states after Ctrl-C, then raise ``RunInterrupted`` saying how to continue."""
