@@ -3,9 +3,9 @@
 A short GPU allocation often comes as a fixed image without a package index: JAX with CUDA,
 flax, optax, numpy and the scientific stack, but no MuJoCo, dm_control, gymnasium or OGBench,
 and a cap on what can be carried in (64 MiB here, the project included). The wheels those need
-weigh about 150 MB as published; most of it is never loaded by OGBench's manipulation
-environments (dm_control's locomotion and suite assets alone are 48 MB, MuJoCo's interactive
-viewer "studio" 9 MB, ffmpeg 68 MB). ``make_kit`` downloads the pinned wheels for the node's
+weigh several times that cap as published, and most of it is never loaded by OGBench's
+manipulation environments (dm_control's locomotion and suite assets, MuJoCo's interactive viewer
+"studio", an ffmpeg binary; ``manifest.json`` records each size). ``make_kit`` downloads the pinned wheels for the node's
 Python, drops what the manipulation environments never import (``TRIM``), rewrites each
 trimmed wheel with a correct ``RECORD`` and a ``+kit`` build tag, and writes ``manifest.json``
 saying what came from where and what was dropped.

@@ -53,12 +53,16 @@ def test_a_job_array_is_stopped_requeued_and_ends_as_uninterrupted_runs(tmp_path
         assert code == 0, err
         sweep = json.loads((out / "sweep.json").read_text())
         job = sweep["submissions"][0]["job_id"]
-        # Until both elements have ended, as seen twice in a row. squeue --states=all, as sweep status asks:
-        # plain squeue does not list an element in the moment it is REQUEUED, between two segments.
+        # Until both elements have ended and every record is finished, as seen twice in a row. squeue
+        # --states=all, as sweep status asks: plain squeue does not list an element in the moment it is
+        # REQUEUED, between two segments. The records too: in the instant between an element's requeue and
+        # its next pending state, SLURM has once listed it (CI, 2 cores) as no longer active.
         ended = 0
         while ended < 2 and time.time() - started < WAIT_S:
             states = slurm.element_states([job])
-            ended = ended + 1 if len(states) == 2 and not any(map(slurm.is_active, states.values())) else 0
+            records = find_records(str(out / "runs"))
+            done = len(records) == 4 and all(r.finished for r in records)
+            ended = ended + 1 if done and len(states) == 2 and not any(map(slurm.is_active, states.values())) else 0
             time.sleep(1)
         elapsed = time.time() - started
     finally:
