@@ -65,9 +65,11 @@ def test_the_fake_reference_varies(fake_reference):
 
 
 @pytest.mark.parametrize("workers, max_envs", [(1, None), (2, None), (2, 5)])
-def test_equals_evaluate_on_a_fake_env(states, fake_reference, workers, max_envs):
+def test_equals_evaluate_on_a_fake_env(states, fake_reference, workers, max_envs, monkeypatch):
     """In this process and in 2 workers; max_envs=5 runs the 12 episodes in 4 waves of 3 envs
-    (episodes then reuse envs of earlier ones)."""
+    (episodes then reuse envs of earlier ones). The default max_envs follows the memory available:
+    plenty of it here, so that the default is one wave whatever else runs on the machine."""
+    monkeypatch.setattr(evaluate_module, "_available_memory", lambda: 64 * 2**30)
     tasks, seeds, want = fake_reference
     timings = {}
     got = evaluate_many(tasks, states, 4, seeds, max_steps=40, workers=workers, max_envs=max_envs, timings=timings)
@@ -211,7 +213,7 @@ def test_ctrl_c_of_the_process_group_leaves_no_process(tmp_path):
         def slow(*args):  # the first call announces the workers, then the evaluation stalls here
             import multiprocessing
             print("WORKERS", *[p.pid for p in multiprocessing.active_children()], flush=True)
-            time.sleep(60)
+            time.sleep(600)
         ev._policy_chunks = slow
         ev.evaluate_many(["fake_eval_env:FakeReach-v0"] * 2, states, 1, [0, 1], workers=2)
     """)
@@ -223,7 +225,7 @@ def test_ctrl_c_of_the_process_group_leaves_no_process(tmp_path):
         pids = [int(p) for p in line.split()[1:]]
         assert len(pids) == 2
         os.killpg(proc.pid, signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=300)  # it ends within seconds; more only stops a hang
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -253,6 +255,7 @@ def test_a_pool_is_reused_across_evaluations(states, fake_reference):
 def test_default_workers(fake_env, monkeypatch):
     """One worker per core, but none with fewer than MIN_ENVS_PER_WORKER (4) envs: then this process."""
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(evaluate_module, "_available_memory", lambda: 64 * 2**30)  # memory does not limit B here
     with eval_pool([FAKE] * 3, 2) as pool:  # 6 envs: one worker would be all of them
         assert pool.local is not None and pool.worker_info == []
     with eval_pool([FAKE] * 3, 4) as pool:  # 12 envs: one worker per core
