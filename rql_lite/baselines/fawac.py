@@ -44,6 +44,9 @@ def weights(config, value_params, obs, actions) -> jax.Array:
 
 
 def loss_at(config, params, target_params, batch: dict, d: dict):
+    """FAWAC's loss on one batch: ``(total, info)``: the critic, ``V(s)`` and flow matching with each row
+    weighted by ``weights`` (``(B,)``, capped at ``MAX_WEIGHT``).
+    """
     obs, actions = batch["observations"], common.chunk_actions(config, batch)
     policy, value = params["policy"], params["value"]
     next_actions = common.flow_actions(config, jax.lax.stop_gradient(policy), batch["next_observations"], d["next_z"])

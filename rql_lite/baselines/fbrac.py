@@ -33,6 +33,9 @@ def draws(config, key, batch_size: int) -> dict:
 
 
 def loss_at(config, params, target_params, batch: dict, d: dict):
+    """FBRAC's loss on one batch: ``(total, info)``: the critic, plus flow matching minus
+    ``mean Q(s, flow(s, z)) / alpha`` with the gradient taken through every one of the K Euler steps.
+    """
     obs = batch["observations"]
     policy, critic = params["policy"], params["value"]
     next_actions = common.flow_actions(config, jax.lax.stop_gradient(policy), batch["next_observations"], d["next_z"])

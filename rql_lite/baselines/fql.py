@@ -44,6 +44,13 @@ def onestep_actions(config, onestep_params, obs, z):
 
 
 def loss_at(config, params, target_params, batch: dict, d: dict):
+    """FQL's loss on one batch: ``(total, info)``.
+
+    ``params = {"policy": {"flow", "onestep"}, "value": critic}``; ``batch`` as ``agent.batch_shapes``
+    gives it (``B`` rows); ``d`` holds this step's noise (``draws``: ``x0, t, z, next_z``). The critic
+    bootstraps from the one-step policy's next chunk; the flow imitates the data; the one-step policy
+    is pulled towards the frozen flow's action (``distill_weight``) and up the frozen critic.
+    """
     obs = batch["observations"]
     policy, critic = params["policy"], params["value"]
     frozen_policy = jax.lax.stop_gradient(policy)
@@ -65,5 +72,6 @@ def loss_at(config, params, target_params, batch: dict, d: dict):
 
 
 def act_with(config, policy_params, value_params, obs, key):
+    """The one-step policy's chunk for each observation, ``(B, D)``: one network call, no flow steps."""
     z = jax.random.normal(key, (obs.shape[0], config.chunk_dim))
     return onestep_actions(config, policy_params["onestep"], obs, z)

@@ -32,6 +32,13 @@ def draws(config, key, batch_size: int) -> dict:
 
 
 def loss_at(config, params, target_params, batch: dict, d: dict):
+    """IFQL's loss on one batch: ``(total, info)``.
+
+    ``params = {"policy": flow, "value": {"q", "v"}}``. ``V(s)`` is the ``expectile`` of the target
+    critic at the data's chunk (an implicit, in-sample maximum), ``Q`` regresses on the chunk's return
+    plus ``V`` of the next state, and the flow is trained by behaviour cloning alone: the value acts only
+    through ``act_with``'s choice among ``num_samples`` flow samples.
+    """
     obs, actions = batch["observations"], common.chunk_actions(config, batch)
     value = params["value"]
     # V(s): the expectile of the target critic's pessimistic value of the data's chunk.
