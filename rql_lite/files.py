@@ -92,6 +92,20 @@ def write_json_atomic(path: str, payload) -> None:
     write_bytes_atomic(path, (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
+def read_json_file(path: str, missing: str, fix: str):
+    """The JSON in ``path``. A ``ValueError`` says ``missing`` when there is no file, and names the file,
+    what is wrong with it and ``fix`` when it is not valid JSON or not text."""
+    if not os.path.isfile(path):
+        raise ValueError(missing)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is damaged (not valid JSON: {err.msg} at line {err.lineno}); {fix}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is damaged (not text); {fix}") from None
+
+
 def remove_stale_temporaries(folder: str) -> list[str]:
     """Delete the temporaries a killed write left anywhere under ``folder``; return their paths.
 

@@ -99,3 +99,18 @@ def bc_draws(config, key: jax.Array, batch_size: int) -> dict:
     k_x0, k_t = jax.random.split(key)
     return {"x0": jax.random.normal(k_x0, (batch_size, config.chunk_dim)),
             "t": jax.random.uniform(k_t, (batch_size,))}
+
+
+def actor_critic_draws(config, key: jax.Array, batch_size: int) -> dict:
+    """``bc_draws`` plus the noise of the next chunk ``next_z (B, D)`` and of the policy's own chunk
+    ``z (B, D)``: what FQL and FBRAC draw each step."""
+    k_bc, k_next, k_z = jax.random.split(key, 3)
+    return {**bc_draws(config, k_bc, batch_size),
+            "next_z": jax.random.normal(k_next, (batch_size, config.chunk_dim)),
+            "z": jax.random.normal(k_z, (batch_size, config.chunk_dim))}
+
+
+def init_flow_critic_state_value(config, key: jax.Array):
+    """``(flow, {"q": critic, "v": state value})``: the parameters of IFQL and FAWAC."""
+    k_flow, k_q, k_v = jax.random.split(key, 3)
+    return init_flow(config, k_flow), {"q": init_critic(config, k_q), "v": init_state_value(config, k_v)}

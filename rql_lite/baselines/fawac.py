@@ -21,9 +21,7 @@ MAX_WEIGHT = 100.0  # the weight's cap, as in IQL's and the reference implementa
 
 
 def init(config, key):
-    k_flow, k_q, k_v = jax.random.split(key, 3)
-    return common.init_flow(config, k_flow), {"q": common.init_critic(config, k_q),
-                                               "v": common.init_state_value(config, k_v)}
+    return common.init_flow_critic_state_value(config, key)
 
 
 def critic_params(value_params):

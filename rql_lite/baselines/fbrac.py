@@ -26,10 +26,7 @@ def critic_params(value_params):
 
 
 def draws(config, key, batch_size: int) -> dict:
-    k_bc, k_next, k_z = jax.random.split(key, 3)
-    return {**common.bc_draws(config, k_bc, batch_size),
-            "next_z": jax.random.normal(k_next, (batch_size, config.chunk_dim)),
-            "z": jax.random.normal(k_z, (batch_size, config.chunk_dim))}
+    return common.actor_critic_draws(config, key, batch_size)
 
 
 def loss_at(config, params, target_params, batch: dict, d: dict):

@@ -146,17 +146,8 @@ def remove_stale_temporaries(run_dir: str) -> list[str]:
 def read_run_info(run_dir: str) -> dict:
     """The ``run.json`` of ``run_dir``; a ``ValueError`` naming the file if it is missing or damaged."""
     path = os.path.join(run_dir, RUN_FILE)
-    if not os.path.isfile(path):
-        raise ValueError(f"{run_dir} holds no run ({RUN_FILE} missing); pass the --out directory of a train command")
-    try:
-        with open(path, encoding="utf-8") as f:
-            info = json.load(f)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is damaged (not valid JSON: {err.msg} at line {err.lineno}); restore it from a "
-                         f"copy, or start the run again in a new --out") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"{path} is damaged (not text); restore it from a copy, or start the run again in a "
-                         f"new --out") from None
+    info = files.read_json_file(path, f"{run_dir} holds no run ({RUN_FILE} missing); pass the --out directory of a train "
+                                f"command", "restore it from a copy, or start the run again in a new --out")
     required = ("identity", "config", "dataset")
     if not isinstance(info, dict) or any(not isinstance(info.get(k), dict) for k in required):
         raise ValueError(f"{path} is not an rql_lite run file (it lacks {', '.join(required)}); pass the --out "

@@ -58,7 +58,7 @@ import sys
 from rql_lite import checks
 from rql_lite.agent import AGENTS
 from rql_lite.configs import DOMAINS, RUN_PROFILES, check_task, dataset_name_for_task, domain_tasks
-from rql_lite.files import check_writable_directory, utc_now, write_bytes_atomic, write_json_atomic
+from rql_lite.files import check_writable_directory, read_json_file, utc_now, write_bytes_atomic, write_json_atomic
 from rql_lite.ogbench.datasets import DEFAULT_DATA_DIR
 from rql_lite.runs import slurm
 from rql_lite.runs.records import default_results_dir, find_records
@@ -255,13 +255,8 @@ def _one_line(text: str) -> str:
 def read_sweep(sweep_dir: str) -> dict:
     """The ``sweep.json`` of ``sweep_dir``; ``ValueError`` naming the directory if it holds no sweep."""
     path = os.path.join(sweep_dir, SWEEP_FILE)
-    if not os.path.isfile(path):
-        raise ValueError(f"{sweep_dir} holds no sweep ({SWEEP_FILE} missing); pass the --out of a sweep command")
-    try:
-        with open(path, encoding="utf-8") as f:
-            sweep = json.load(f)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path} is damaged ({err}); restore it, or plan the sweep again in a new --out") from None
+    sweep = read_json_file(path, f"{sweep_dir} holds no sweep ({SWEEP_FILE} missing); pass the --out of a sweep "
+                                 f"command", "restore it, or plan the sweep again in a new --out")
     if not isinstance(sweep, dict) or sweep.get("schema") != SCHEMA or not isinstance(sweep.get("elements"), list):
         raise ValueError(f"{path} is not an rql_lite sweep file (schema {SCHEMA!r}); pass the --out of a sweep "
                          f"command")
