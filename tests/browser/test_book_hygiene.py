@@ -16,12 +16,10 @@ in a window of 1280 px, and fails on:
 ``test_the_check_finds_what_it_should`` plants each kind of defect into a small page laid out like the book's and
 checks that every one is reported: the check can fail.
 """
-import os
-import re
 
 import pytest
 
-from browser_support import HTML_DIR, toc_pages
+from browser_support import toc_pages
 
 PAGES = toc_pages()
 
