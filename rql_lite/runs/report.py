@@ -480,7 +480,7 @@ def category_table(records: Iterable[Record] | None = None, paper: PaperTable | 
         cells = {m: source.cells[m] for m in our_methods}
         for m in paper_methods:
             cells[_key(paper_title, m)] = Cell(paper.value(domain, m), f"{paper.value(domain, m):.0f}",
-                                               "the paper's number, 4 seeds, 1M steps (its release)")
+                                               "the paper's number (its Table 1, 4 seeds)")
         cells.update({c: source.cells[c] for c in qam_cols})
         rows.append(Row(category if domain != "all" else source.label, "domain" if domain != "all" else "all", cells))
     groups = ((paper_title, tuple(paper_methods)), (qam_title, qam_cols))
