@@ -71,6 +71,15 @@ THIS SOFTWARE.
 """
 
 
+def classic_bundle(bundle: str) -> str:
+    """vl_convert's bundle as a classic script: wrapped in a function, in strict mode. Refuses a bundle
+    with module imports or exports, which a classic script cannot hold."""
+    if any(line.lstrip().startswith(("import ", "export ")) for line in bundle.splitlines()):
+        raise RuntimeError("vl_convert's bundle has module imports or exports: it cannot be served as a classic "
+                           "script, which a page opened from disk needs")
+    return '(function () {\n"use strict";\n' + bundle + "\n})();\n"
+
+
 def _write_bundle(app):
     if app.builder.format != "html":
         return
@@ -80,12 +89,8 @@ def _write_bundle(app):
 
     folder = os.path.join(app.outdir, "_static", "vega")
     os.makedirs(folder, exist_ok=True)
-    bundle = vlc.javascript_bundle()
-    if any(line.lstrip().startswith(("import ", "export ")) for line in bundle.splitlines()):
-        raise RuntimeError("vl_convert's bundle has module imports or exports: it cannot be served as a classic "
-                           "script, which a page opened from disk needs")
     with open(os.path.join(folder, "vega-bundle.js"), "w") as f:
-        f.write('(function () {\n"use strict";\n' + bundle + "\n})();\n")
+        f.write(classic_bundle(vlc.javascript_bundle()))
     with open(os.path.join(folder, "LICENSES.txt"), "w") as f:
         f.write(NOTICE.format(vega=vlc.get_vega_version(), vegalite=vlc.get_vegalite_versions()[-1],
                               embed=vlc.get_vega_embed_version(), vlc=version("vl-convert-python"), bundle=BUNDLE))

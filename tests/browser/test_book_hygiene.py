@@ -17,6 +17,8 @@ in a window of 1280 px, and fails on:
 checks that every one is reported: the check can fail.
 """
 
+import os
+
 import pytest
 
 from browser_support import toc_pages
@@ -148,3 +150,28 @@ def test_the_check_finds_what_it_should(browser, tmp_path):
         problems = problems_of(kind, snippet)
         assert any(EXPECTED[kind] in p for p in problems), (kind, problems)
         assert len(problems) == 1, (kind, problems)  # and only that one
+
+
+def test_a_live_figure_draws_from_disk_with_the_books_bundle(browser, tmp_path):
+    """The bundle as the book serves it (book/_ext/vega_offline.py: a classic script, not a module),
+    loaded from disk by a page that holds one live figure: the figure must draw. Chromium refuses a
+    module script from a file:// page, so this fails if the bundle goes back to being one."""
+    import importlib.util
+    import sys
+
+    import numpy as np
+    import vl_convert as vlc
+
+    from rql_lite.teaching.live import live_flow_time
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    spec = importlib.util.spec_from_file_location("vega_offline", os.path.join(root, "book", "_ext", "vega_offline.py"))
+    vega_offline = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("vega_offline", vega_offline)
+    spec.loader.exec_module(vega_offline)
+    (tmp_path / "vega-bundle.js").write_text(vega_offline.classic_bundle(vlc.javascript_bundle()))
+    figure = live_flow_time(lambda x, t: -x, np.zeros((3, 2), np.float32), ks=(1, 2), default_k=2, name="disk")
+    page = SMALL_PAGE.replace("</style></head>", '</style><script src="vega-bundle.js"></script></head>')
+    path = tmp_path / "page.html"
+    path.write_text(page.format(planted=figure.to_html()))
+    assert page_problems(browser, f"file://{path}", wait_ms=20_000) == []
