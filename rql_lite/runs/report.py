@@ -410,6 +410,17 @@ def _best_baseline_cell(key: str, methods: Sequence[str], success: dict, seeds: 
                                + cell.detail)
 
 
+def _unfinished_cell(records: Sequence[Record], task: str, method: str) -> Cell:
+    """``not run``, or, where only unfinished paper-scale records exist, their step count (no number)."""
+    running = [r for r in records if r.task == task and r.method == method and not r.finished and is_paper_scale(r)]
+    if not running:
+        return Cell(None, NOT_RUN)
+    r = max(running, key=lambda r: r.steps)
+    seeds = sum(1 for x in running if x.steps == r.steps)
+    return Cell(None, f"unfinished: {r.steps:,} of {(r.target_steps or r.steps):,} updates",
+                f"{seeds} seed{'s' if seeds != 1 else ''}, {r.device}; no number until the run finishes")
+
+
 def results_table(records: Iterable[Record] | None = None, baselines=None,
                   our_methods: Sequence[str] = ("RQL", "TFQL"), domains: Sequence[str] = BENCHMARK_DOMAINS,
                   baseline_columns: Sequence[str] | None = FAMILY_BASELINES, seeds: dict | None = None) -> Table:
@@ -441,7 +452,7 @@ def results_table(records: Iterable[Record] | None = None, baselines=None,
             cells = quoted(task)
             for m in our_methods:
                 summary = _best_paper_scale(summaries, task, m)
-                cells[m] = _cell_from_summary(summary) if summary else Cell(None, NOT_RUN)
+                cells[m] = _cell_from_summary(summary) if summary else _unfinished_cell(records, task, m)
                 task_cells[m].append(cells[m])
             commands = []
             for m in our_methods:

@@ -14,10 +14,10 @@ TASK = "cube-double-play-singletask-task2-v0"
 
 
 def write_record(root, run, seed, success, finished=True, task=TASK, agent="rql", steps=1000, config=None,
-                 method=None):
+                 method=None, target_steps=None):
     """A record as ``train`` writes it (``records.make_record``), at ``root/run/records/seed{seed}.json``."""
     record = records.make_record(
-        task=task, agent=agent, method=method or agent.upper(), seed=seed, steps=steps, target_steps=steps,
+        task=task, agent=agent, method=method or agent.upper(), seed=seed, steps=steps, target_steps=target_steps or steps,
         finished=finished, profile="full",
         config=config or config_dict(agent_config(task, 40, 5, profile="full", agent=agent)),
         dataset={"source": "official", "sha256": "0" * 64, "path": "x.npz"}, eval_episodes=50,
@@ -51,7 +51,7 @@ def test_every_number_in_the_repository_table_has_records_behind_it():
     numbers = 0
     for row, method, cell in table.our_cells():
         if cell.value is None:
-            assert cell.text.startswith(report.NOT_RUN), (row.label, method, cell.text)
+            assert cell.text.startswith((report.NOT_RUN, "unfinished: ")), (row.label, method, cell.text)
             assert not cell.records
             continue
         numbers += 1
@@ -171,3 +171,15 @@ def test_pages_show_no_machine_folders_in_commands_and_list_unfinished_runs(tmp_
     found = report.find_records(str(tmp_path))
     html = report.summaries_html(report.summarize(found), found)
     assert "Unfinished runs" in html and "scene-play-task1, TFQL, 1 seed" in html
+
+
+def test_a_task_with_only_unfinished_paper_scale_runs_shows_their_steps_and_no_number(tmp_path):
+    for seed in range(2):
+        write_record(tmp_path, "tfql", seed, 0.9, finished=False, agent="tfql", steps=16_000, target_steps=23_000)
+    table = report.results_table(report.find_records(str(tmp_path)))
+    row = next(r for r in table.rows if r.label == "cube-double-play-task2")
+    cell = row.cells["TFQL"]
+    assert cell.value is None and not cell.records and cell.text == "unfinished: 16,000 of 23,000 updates"
+    assert "2 seeds" in cell.detail and row.cells["RQL"].text == report.NOT_RUN
+    domain = next(r for r in table.rows if r.label == "cube-double-play (5 tasks)")
+    assert domain.cells["TFQL"].value is None   # an unfinished run fills no mean
