@@ -16,8 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rql_lite import losses
 from rql_lite.agent import AgentConfig, policy_net, value_net, value_targets_at
-from rql_lite.flow import euler, euler_path, reverse_to_flow_times
+from rql_lite.flow import euler, euler_path, interpolate, reverse_to_flow_times
 
 
 def _velocity(config: AgentConfig, policy_params, obs):
@@ -138,6 +139,22 @@ def values_at(config: AgentConfig, value_params, obs, x, f) -> np.ndarray:
     x = jnp.asarray(x)
     f = jnp.broadcast_to(jnp.asarray(f, jnp.float32), (x.shape[0],))
     return np.asarray(_values_at(config, value_params, jnp.asarray(obs), x, f))
+
+
+@partial(jax.jit, static_argnums=0)
+def _policy_loss_points(config, policy_params, obs, actions, z, t):
+    x_t = interpolate(z, actions, t[:, None])
+    return losses.flow_step(policy_net(config).apply(policy_params, obs, x_t, t), x_t, t, config.flow_steps)
+
+
+def policy_loss_points(config: AgentConfig, policy_params, obs, actions, z, t) -> tuple[np.ndarray, np.ndarray]:
+    """Where the release-form policy loss reads the value (``policy_loss="release"``): one flow step
+    ``(x_t + Delta v(s, x_t, t), t + Delta)`` from the flow-matching interpolant ``x_t = (1 - t) z + t a``
+    of a dataset chunk ``a (B, D)`` and noise ``z (B, D)``, at flow times ``t (B,)``, which are continuous,
+    so the value is read between the grid points. Returns ``(x (B, D), f (B,))`` as numpy."""
+    x, f = _policy_loss_points(config, policy_params, jnp.asarray(obs), jnp.asarray(actions), jnp.asarray(z),
+                               jnp.asarray(t, jnp.float32))
+    return np.asarray(x), np.asarray(f)
 
 
 # --------------------------------------------------------------------------- the round trip's cost

@@ -6,6 +6,13 @@ ships the three libraries and bundles them into one file with
 ``vl_convert.javascript_bundle()``; its version, pinned in pyproject.toml, pins theirs. At
 build time the bundle and the licences are written to ``_static/vega/`` of the output, and
 only the pages that hold a live figure load it. Nothing comes from a CDN.
+
+The bundle is served as a *classic* script, not an ES module: a page opened from disk
+(``file://``, as the README suggests) has the origin ``null``, and Chromium refuses module
+scripts from it (CORS), while classic scripts load from disk and over HTTP alike. The bundle has
+no ``import`` or ``export`` of its own (its default snippet assigns ``window.vegaEmbed``,
+``window.vega`` and ``window.vegaLite``), so it runs unchanged inside a function, which keeps its
+top-level names out of the page's global scope, in strict mode as a module would run.
 """
 import os
 
@@ -64,6 +71,15 @@ THIS SOFTWARE.
 """
 
 
+def classic_bundle(bundle: str) -> str:
+    """vl_convert's bundle as a classic script: wrapped in a function, in strict mode. Refuses a bundle
+    with module imports or exports, which a classic script cannot hold."""
+    if any(line.lstrip().startswith(("import ", "export ")) for line in bundle.splitlines()):
+        raise RuntimeError("vl_convert's bundle has module imports or exports: it cannot be served as a classic "
+                           "script, which a page opened from disk needs")
+    return '(function () {\n"use strict";\n' + bundle + "\n})();\n"
+
+
 def _write_bundle(app):
     if app.builder.format != "html":
         return
@@ -74,7 +90,7 @@ def _write_bundle(app):
     folder = os.path.join(app.outdir, "_static", "vega")
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, "vega-bundle.js"), "w") as f:
-        f.write(vlc.javascript_bundle())
+        f.write(classic_bundle(vlc.javascript_bundle()))
     with open(os.path.join(folder, "LICENSES.txt"), "w") as f:
         f.write(NOTICE.format(vega=vlc.get_vega_version(), vegalite=vlc.get_vegalite_versions()[-1],
                               embed=vlc.get_vega_embed_version(), vlc=version("vl-convert-python"), bundle=BUNDLE))
@@ -82,8 +98,9 @@ def _write_bundle(app):
 
 def _add_to_pages_with_live_figures(app, pagename, templatename, context, doctree):
     if MARKER in context.get("body", ""):
-        # A module script: it runs after parsing, before the figures' own module scripts, in order.
-        app.add_js_file(BUNDLE, type="module")
+        # A classic script in the page's head: it runs before the body is parsed, so window.vegaEmbed
+        # exists when each figure's own inline script runs (from disk and over HTTP alike).
+        app.add_js_file(BUNDLE)
 
 
 def setup(app):

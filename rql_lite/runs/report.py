@@ -26,7 +26,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from rql_lite.agent import config_dict
+from rql_lite.agent import METHOD_NAMES, config_dict
 from rql_lite.configs import BENCHMARK_DOMAINS, agent_config, benchmark_tasks, domain_of
 from rql_lite.runs.records import Record, default_results_dir, find_records  # noqa: F401  (read here, used by pages)
 
@@ -148,17 +148,102 @@ def load_baselines(path: str | None = None) -> tuple[list[str], dict[tuple[str, 
     return sorted(methods, key=lambda m: (order.get(m, len(order)), m)), success
 
 
-# --------------------------------------------------------------------------- the table
+def load_baseline_seeds(path: str | None = None) -> dict[tuple[str, str], tuple[float, ...]]:
+    """``seeds[(task, method)]``: the per-seed success rates behind each published mean (12 seeds)."""
+    path = default_baselines_path() if path is None else path
+    seeds = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            values = [row[k] for k in row if k.startswith("seed") and row[k] not in ("", None)]
+            seeds[(row["task"], row["method"])] = tuple(float(v) for v in values)
+    return seeds
+
+
+# --------------------------------------------------------------------------- the paper's Table 1
+
+PAPER_OWN_METHODS = ("RQL", "TFQL", "BDPO")  # run by the RQL paper itself (4 seeds); the rest are inherited
+FAMILY_BASELINES = ("FQL", "IFQL", "FAWAC", "FBRAC")  # the four families rql_lite implements beside RQL and TFQL
+
+
+def default_paper_table_path() -> str:
+    return os.path.join(default_results_dir(), "baselines", "rql_paper_table1_categories.csv")
+
+
+@dataclasses.dataclass(frozen=True)
+class PaperTable:
+    """The RQL paper's Table 1 per category: success in percent, the mean of a category's five tasks
+    (``"all"``: of the 50), for its 19 methods. ``categories`` are the paper's names, which carry the
+    variant (``scene-play-sparse``, ``cube-quadruple-play-100M``); ``domains`` the matching
+    ``configs.BENCHMARK_DOMAINS`` keys (and ``"all"``). Source: ``results/baselines/README.md``."""
+
+    methods: tuple[str, ...]
+    categories: tuple[str, ...]
+    domains: tuple[str, ...]
+    percent: dict
+
+    def category(self, domain: str) -> str:
+        return self.categories[self.domains.index(domain)]
+
+    def value(self, domain: str, method: str) -> float:
+        """Percent for a domain (a ``BENCHMARK_DOMAINS`` key, or ``"all"``) and a method."""
+        return self.percent[(self.category(domain), method)]
+
+    def best(self, domain: str, exclude: Sequence[str] = ()) -> tuple[str, float]:
+        """The best method on a domain (first in the table's order on a tie), leaving out ``exclude``."""
+        candidates = [m for m in self.methods if m not in exclude]
+        best = max(candidates, key=lambda m: (self.value(domain, m), -candidates.index(m)))
+        return best, self.value(domain, best)
+
+
+def load_paper_table(path: str | None = None) -> PaperTable:
+    """Read ``results/baselines/rql_paper_table1_categories.csv`` (see its README for provenance)."""
+    path = default_paper_table_path() if path is None else path
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    methods = tuple(k for k in rows[0] if k != "category")
+    categories = tuple(r["category"] for r in rows)
+    domains = []
+    for c in categories:
+        found = [d for d in BENCHMARK_DOMAINS if c == d or c.startswith(d + "-")] or (["all"] if c == "all" else [])
+        if len(found) != 1:
+            raise ValueError(f"{path}: the category {c!r} matches no single benchmark domain")
+        domains.append(found[0])
+    percent = {(r["category"], m): float(r[m]) for r in rows for m in methods}
+    return PaperTable(methods, categories, tuple(domains), percent)
+
+
+def paper_table_disagreements(paper: PaperTable | None = None, baselines=None,
+                              tolerance: float = 1.0) -> list[tuple[str, str, float, float]]:
+    """Inherited cells of the paper's table that differ from the released QAM data by more than
+    ``tolerance`` points: ``(category, method, paper's percent, QAM data's percent)``."""
+    paper = load_paper_table() if paper is None else paper
+    methods, success = load_baselines() if baselines is None else baselines
+    out = []
+    for category, domain in zip(paper.categories, paper.domains):
+        for m in methods:
+            if m in paper.methods and (domain, m) in success:
+                ours, theirs = paper.percent[(category, m)], 100 * success[(domain, m)]
+                if abs(ours - theirs) > tolerance:
+                    out.append((category, m, ours, round(theirs, 1)))
+    return out
+
+
+# --------------------------------------------------------------------------- tables
 
 
 @dataclasses.dataclass(frozen=True)
 class Cell:
-    """One table cell: the number (``None`` if there is none), its text, and its evidence."""
+    """One table cell: the number (``None`` if there is none), its text, and its evidence.
+
+    ``text`` is the number as shown, ``interval`` (optional) its 95% interval as shown on a second,
+    smaller line, ``detail`` the size of what is behind it (a tooltip, and for cells of ours a third
+    line), ``records`` the run records behind a number of ours (empty for quoted numbers)."""
 
     value: float | None
     text: str
     detail: str = ""
-    records: tuple[str, ...] = ()  # run records behind a number of ours; empty for baselines
+    records: tuple[str, ...] = ()
+    interval: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,18 +251,28 @@ class Row:
     label: str
     kind: str  # "task", "domain" or "all"
     cells: dict  # column name -> Cell
-    command: str = ""  # for a task row: the command that (re)produces this project's number
+    command: str = ""  # for a task row: the commands that (re)produce this project's numbers, one a line
 
 
 @dataclasses.dataclass(frozen=True)
 class Table:
-    baseline_methods: tuple[str, ...]
+    """A results table. ``our_methods`` (numbers from records) come first, then each group of quoted
+    columns: ``groups`` is ``((group title, (column, ...)), ...)``; a column's key is
+    ``"{group title}/{column}"`` unless the group is the published baselines (``QAM``, key = method)."""
+
     our_methods: tuple[str, ...]
+    groups: tuple[tuple[str, tuple[str, ...]], ...]
     rows: tuple[Row, ...]
+    ours_title: str = "this project"
+    unit: str = "success rate, %"
+
+    @property
+    def baseline_methods(self) -> tuple[str, ...]:
+        return tuple(c for _, cols in self.groups for c in cols)
 
     @property
     def columns(self) -> tuple[str, ...]:
-        return self.baseline_methods + self.our_methods
+        return self.our_methods + self.baseline_methods
 
     def our_cells(self):
         """``(row, method, cell)`` for every cell of this project's methods."""
@@ -186,39 +281,87 @@ class Table:
                 yield row, method, row.cells[method]
 
     def to_html(self, commands: bool = True) -> str:
-        """The table as HTML (a reader's table: baselines, then ours), then, if ``commands``, the command
-        of each task row in a collapsible block of its own below it (a long command in a table column
-        squeezes the column and makes every row tall)."""
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in ("task",) + self.columns)
+        """The table as HTML: ours first, then the quoted groups, under a two-level header; numbers right
+        aligned and padded, an interval on a second line, the size of a number of ours on a third. Then,
+        if ``commands``, each task row's commands in a collapsible block (a long command in a table
+        column would squeeze the column and make every row tall)."""
+        pad = "padding:2px 6px;text-align:right;vertical-align:top"
+        top = [f'<th rowspan="2" style="padding:2px 6px;text-align:left">{html.escape(self.unit)}</th>']
+        if self.our_methods:
+            top.append(f'<th colspan="{len(self.our_methods)}" style="padding:2px 6px;text-align:center;'
+                       f'border-bottom:1px solid #999">{html.escape(self.ours_title)}</th>')
+        top += [f'<th colspan="{len(cols)}" style="padding:2px 6px;text-align:center;border-left:2px solid #ccc;'
+                f'border-bottom:1px solid #999">{html.escape(title)}</th>' for title, cols in self.groups]
+        names = [f'<th style="{pad}">{html.escape(m)}</th>' for m in self.our_methods]
+        for _, cols in self.groups:
+            names += [f'<th style="{pad}{";border-left:2px solid #ccc" if i == 0 else ""}">{html.escape(c)}</th>'
+                      for i, c in enumerate(cols)]
         body = []
         for row in self.rows:
             style = ' style="font-weight:bold;background:#f3f3f3"' if row.kind != "task" else ""
-            tds = [f"<td>{html.escape(row.label)}</td>"]
-            for c in self.columns:
+            tds = [f'<td style="padding:2px 6px;text-align:left;vertical-align:top">{html.escape(row.label)}</td>']
+            first_of_group = {cols[0] for _, cols in self.groups}
+            for c in self.our_methods + tuple(self._keys()):
                 cell = row.cells[c]
+                border = ";border-left:2px solid #ccc" if c in first_of_group or c in self._first_keys() else ""
                 title = f' title="{html.escape(cell.detail)}"' if cell.detail else ""
-                text = html.escape(cell.text) if cell.value is not None else f"<i>{html.escape(cell.text)}</i>"
-                small = f"<br><small>{html.escape(cell.detail)}</small>" if cell.detail and c in self.our_methods else ""
-                tds.append(f"<td{title}>{text}{small}</td>")
+                text = (html.escape(cell.text) if cell.value is not None
+                        else f'<i style="color:#888;font-weight:normal">{html.escape(cell.text)}</i>')
+                extra = f'<br><small style="font-weight:normal">{html.escape(cell.interval)}</small>' if cell.interval else ""
+                if cell.detail and c in self.our_methods and cell.value is not None:
+                    extra += f'<br><small style="font-weight:normal;color:#555">{html.escape(cell.detail)}</small>'
+                tds.append(f'<td style="{pad}{border}"{title}>{text}{extra}</td>')
             body.append(f"<tr{style}>{''.join(tds)}</tr>")
-        out = (f'<div style="overflow-x:auto"><table class="rql-results" style="font-size:80%">'
-               f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>")
-        if commands:
-            out += commands_html([(row.label, [row.command]) for row in self.rows if row.command],
-                                 "Commands for this project's runs, one per task row")
+        out = (f'<div style="overflow-x:auto"><table class="rql-results" style="font-size:80%;border-collapse:collapse">'
+               f"<thead><tr>{''.join(top)}</tr><tr>{''.join(names)}</tr></thead>"
+               f"<tbody>{''.join(body)}</tbody></table></div>")
+        if commands and any(row.command for row in self.rows):
+            out += commands_html([(row.label, row.command.splitlines()) for row in self.rows if row.command],
+                                 "Commands for this project's runs, one block per task row")
         return out
+
+    def _keys(self):
+        return [key for title, cols in self.groups for key in (_key(title, c) for c in cols)]
+
+    def _first_keys(self):
+        return {_key(title, cols[0]) for title, cols in self.groups if cols}
+
+
+def _key(group: str, column: str) -> str:
+    return column if group.startswith(QAM_GROUP) else f"{group}/{column}"
+
+
+QAM_GROUP = "QAM data"
 
 
 def commands_html(rows: Sequence[tuple[str, Sequence[str]]], summary: str) -> str:
     """A collapsible block listing ``(label, commands)`` pairs: one line per command, wrapped to the
-    page's width, so that a results table keeps narrow columns."""
+    page's width, so that a results table keeps narrow columns. A command's folders on the machine
+    that ran it are written as RUN_DIR and DATA_DIR (``display_command``)."""
     items = "".join(
-        f'<tr><td style="white-space:nowrap;vertical-align:top">{html.escape(label)}</td><td>'
-        + "".join(f'<code style="white-space:pre-wrap;word-break:break-word">{html.escape(c)}</code><br>'
-                  for c in cmds) + "</td></tr>"
+        f'<tr><td style="vertical-align:top;padding-right:6px">{html.escape(label)}</td><td>'
+        + "".join(f'<code style="white-space:pre-wrap;word-break:break-word">{html.escape(display_command(c))}'
+                  f"</code><br>" for c in cmds) + "</td></tr>"
         for label, cmds in rows)
     return (f'<details class="rql-commands"><summary>{html.escape(summary)} ({len(rows)})</summary>'
-            f'<table style="font-size:80%;table-layout:auto;width:100%">{items}</table></details>')
+            f'<table style="font-size:80%;table-layout:fixed;width:100%"><colgroup><col style="width:22%"><col>'
+            f"</colgroup>{items}</table></details>")
+
+
+def display_command(command: str) -> str:
+    """A record's command as the page shows it: an absolute ``--out`` or ``--data-dir`` (a folder of the
+    machine that ran it, often a temporary one) is written RUN_DIR or DATA_DIR; the record keeps it.
+    A relative folder (``results/...``, inside the repository) is kept."""
+    import shlex
+
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return command
+    for i, word in enumerate(words[:-1]):
+        if word in ("--out", "--data-dir") and os.path.isabs(os.path.expanduser(words[i + 1])):
+            words[i + 1] = "RUN_DIR" if word == "--out" else "DATA_DIR"
+    return shlex.join(words)
 
 
 def paper_command(task: str, agent: str, seeds: int = PAPER_SEEDS) -> str:
@@ -228,10 +371,18 @@ def paper_command(task: str, agent: str, seeds: int = PAPER_SEEDS) -> str:
             f"--steps {PAPER_STEPS} --dataset {dataset} --profile full --out runs/{task}-{agent}")
 
 
+def short_task(task: str) -> str:
+    """``"cube-double-play-singletask-task2-v0"`` -> ``"cube-double-play-task2"``."""
+    return task.replace("-singletask", "").replace("-v0", "")
+
+
+def _interval_text(low: float, high: float) -> str:
+    return f"[{100 * low:.0f}, {100 * high:.0f}]"
+
+
 def _cell_from_summary(s: Summary) -> Cell:
-    low, high = s.ci
-    interval = f" [{low:.2f}, {high:.2f}]" if s.n_seeds > 1 else ""
-    return Cell(value=s.mean, text=f"{s.mean:.2f}{interval}", detail=s.describe(), records=s.records)
+    interval = _interval_text(*s.ci) if s.n_seeds > 1 else ""
+    return Cell(value=s.mean, text=f"{100 * s.mean:.0f}", detail=s.describe(), records=s.records, interval=interval)
 
 
 def _best_paper_scale(summaries: list[Summary], task: str, method: str) -> Summary | None:
@@ -240,47 +391,138 @@ def _best_paper_scale(summaries: list[Summary], task: str, method: str) -> Summa
     return max(found, key=lambda s: (s.steps, s.n_seeds)) if found else None
 
 
-def results_table(records: Iterable[Record] | None = None, baselines=None,
-                  our_methods: Sequence[str] = ("RQL", "TFQL"), domains: Sequence[str] = BENCHMARK_DOMAINS) -> Table:
-    """The paper's table: per task, per domain (mean of its five tasks) and over all tasks.
+def _baseline_cell(key: str, method: str, success: dict, seeds: dict | None) -> Cell:
+    value = success.get((key, method))
+    if value is None:
+        return Cell(None, "n/a")
+    per_seed = (seeds or {}).get((key, method), ())
+    interval = _interval_text(*confidence_interval(per_seed)) if len(per_seed) > 1 else ""
+    return Cell(value, f"{100 * value:.0f}", f"published, {len(per_seed) or 12} seeds", interval=interval)
 
-    Baseline columns come from ``baselines`` (``load_baselines()``'s output; default the file).
-    Columns ``our_methods`` come only from paper-scale records (``is_paper_scale``); a task with
-    none says ``not run``, and a domain or the whole benchmark gets a number only when every one
-    of its tasks has one.
+
+def _best_baseline_cell(key: str, methods: Sequence[str], success: dict, seeds: dict | None) -> Cell:
+    found = [(success[(key, m)], -i, m) for i, m in enumerate(methods) if (key, m) in success]
+    if not found:
+        return Cell(None, "n/a")
+    _, _, best = max(found)
+    cell = _baseline_cell(key, best, success, seeds)
+    return dataclasses.replace(cell, text=f"{cell.text} {best}", detail=f"{best}, the best of {len(methods)}; "
+                               + cell.detail)
+
+
+def _unfinished_cell(records: Sequence[Record], task: str, method: str) -> Cell:
+    """``not run``, or, where only unfinished paper-scale records exist, their step count (no number)."""
+    running = [r for r in records if r.task == task and r.method == method and not r.finished and is_paper_scale(r)]
+    if not running:
+        return Cell(None, NOT_RUN)
+    r = max(running, key=lambda r: r.steps)
+    seeds = sum(1 for x in running if x.steps == r.steps)
+    return Cell(None, f"unfinished: {r.steps:,} of {(r.target_steps or r.steps):,} updates",
+                f"{seeds} seed{'s' if seeds != 1 else ''}, {r.device}; no number until the run finishes")
+
+
+def results_table(records: Iterable[Record] | None = None, baselines=None,
+                  our_methods: Sequence[str] = ("RQL", "TFQL"), domains: Sequence[str] = BENCHMARK_DOMAINS,
+                  baseline_columns: Sequence[str] | None = FAMILY_BASELINES, seeds: dict | None = None) -> Table:
+    """The per-task table: per task, per domain (mean of its five tasks) and over all tasks, in percent.
+
+    Columns ``our_methods`` come first and only from paper-scale records (``is_paper_scale``; the size
+    of each is on its cell); a task with none says ``not run``, and a domain or the whole benchmark gets
+    a number only when every one of its tasks has one. Then the published (QAM data) columns
+    ``baseline_columns`` (default: the four families rql_lite implements; ``None``: all 16) and the best
+    of all 16, each with its 95% interval over the 12 seeds.
     """
     records = find_records() if records is None else list(records)
-    baseline_methods, baseline_success = load_baselines() if baselines is None else baselines
+    all_baselines, baseline_success = load_baselines() if baselines is None else baselines
+    if seeds is None and baselines is None:
+        seeds = load_baseline_seeds()
+    shown = tuple(all_baselines if baseline_columns is None else [m for m in baseline_columns if m in all_baselines])
+    best_name = f"best of {len(all_baselines)}"
     summaries = summarize(records)
     rows, all_task_cells = [], {m: [] for m in our_methods}
 
-    def baseline_cell(key: str, method: str) -> Cell:
-        value = baseline_success.get((key, method))
-        return Cell(None, "n/a") if value is None else Cell(value, f"{value:.2f}", "published, 12 seeds")
+    def quoted(key: str) -> dict:
+        cells = {m: _baseline_cell(key, m, baseline_success, seeds) for m in shown}
+        cells[best_name] = _best_baseline_cell(key, all_baselines, baseline_success, seeds)
+        return cells
 
     for domain in domains:
         task_cells = {m: [] for m in our_methods}
         for task in benchmark_tasks(domain):
-            cells = {m: baseline_cell(task, m) for m in baseline_methods}
+            cells = quoted(task)
             for m in our_methods:
                 summary = _best_paper_scale(summaries, task, m)
-                cells[m] = _cell_from_summary(summary) if summary else Cell(None, NOT_RUN)
+                cells[m] = _cell_from_summary(summary) if summary else _unfinished_cell(records, task, m)
                 task_cells[m].append(cells[m])
-            ours = [cells[m] for m in our_methods if cells[m].value is not None]
-            command = (next(iter(_best_paper_scale(summaries, task, our_methods[0]).commands))
-                       if ours and cells[our_methods[0]].value is not None
-                       else paper_command(task, our_methods[0].lower()))
-            rows.append(Row(task.replace("-singletask", "").replace("-v0", ""), "task", cells, command))
-        cells = {m: baseline_cell(domain, m) for m in baseline_methods}
+            commands = []
+            for m in our_methods:
+                summary = _best_paper_scale(summaries, task, m)
+                agent = next((a for a, name in METHOD_NAMES.items() if name == m), m.lower())
+                commands.append(next(iter(summary.commands)) if summary else paper_command(task, agent))
+            rows.append(Row(short_task(task), "task", cells, "\n".join(commands)))
+        cells = quoted(domain)
         for m in our_methods:
             cells[m] = _aggregate(task_cells[m], 5)
             all_task_cells[m].extend(task_cells[m])
         rows.append(Row(f"{domain} (5 tasks)", "domain", cells))
-    cells = {m: baseline_cell("all", m) for m in baseline_methods}
+    cells = quoted("all")
     for m in our_methods:
         cells[m] = _aggregate(all_task_cells[m], 5 * len(domains))
     rows.append(Row(f"all ({5 * len(domains)} tasks)", "all", cells))
-    return Table(tuple(baseline_methods), tuple(our_methods), tuple(rows))
+    groups = ((f"{QAM_GROUP}, 1M steps, 12 seeds", shown + (best_name,)),)
+    return Table(tuple(our_methods), groups, tuple(rows), ours_title="this project, paper's configuration")
+
+
+def category_table(records: Iterable[Record] | None = None, paper: PaperTable | None = None, baselines=None,
+                   our_methods: Sequence[str] = ("RQL", "TFQL"), paper_methods: Sequence[str] = PAPER_OWN_METHODS,
+                   baseline_columns: Sequence[str] = FAMILY_BASELINES, seeds: dict | None = None) -> Table:
+    """The paper's case by category (the paper's Table 1 rows), in percent: this project's paper-scale
+    RQL and TFQL first (a domain mean only when all its five tasks are run), then the paper's own columns
+    (``paper_methods``, from its Table 1, 4 seeds), then the published QAM data (``baseline_columns`` and
+    the best of its 16, each with its 95% interval over 12 seeds)."""
+    paper = load_paper_table() if paper is None else paper
+    per_task = results_table(records, baselines, our_methods, baseline_columns=baseline_columns, seeds=seeds)
+    by_label = {row.label: row for row in per_task.rows}
+    qam_title, qam_cols = per_task.groups[0]
+    paper_title = "the RQL paper, Table 1"
+    rows = []
+    for category, domain in zip(paper.categories, paper.domains):
+        source = by_label[f"{domain} (5 tasks)"] if domain != "all" else per_task.rows[-1]
+        cells = {m: source.cells[m] for m in our_methods}
+        for m in paper_methods:
+            cells[_key(paper_title, m)] = Cell(paper.value(domain, m), f"{paper.value(domain, m):.0f}",
+                                               "the paper's number (its Table 1, 4 seeds)")
+        cells.update({c: source.cells[c] for c in qam_cols})
+        rows.append(Row(category if domain != "all" else source.label, "domain" if domain != "all" else "all", cells))
+    groups = ((paper_title, tuple(paper_methods)), (qam_title, qam_cols))
+    return Table(tuple(our_methods), groups, tuple(rows), ours_title="this project, paper's configuration")
+
+
+def paper_table_html(paper: PaperTable | None = None) -> str:
+    """The paper's Table 1 transposed to fit a page: one row per method (its own three first), one column
+    per category (short names, with a key below), in percent; the best of each column in bold."""
+    paper = load_paper_table() if paper is None else paper
+    short = {"antmaze-large-navigate": "ant L", "antmaze-giant-navigate": "ant G",
+             "humanoidmaze-medium-navigate": "hum M", "humanoidmaze-large-navigate": "hum L", "scene-play": "scene",
+             "puzzle-3x3-play": "puz 3", "puzzle-4x4-play": "puz 4", "cube-double-play": "cube 2",
+             "cube-triple-play": "cube 3", "cube-quadruple-play": "cube 4", "all": "all 50"}
+    pad = "padding:2px 5px;text-align:right"
+    head = "".join(f'<th style="{pad}" title="{html.escape(c)}">{html.escape(short.get(d, d))}</th>'
+                   for c, d in zip(paper.categories, paper.domains))
+    order = list(PAPER_OWN_METHODS) + [m for m in paper.methods if m not in PAPER_OWN_METHODS]
+    best = {c: max(paper.percent[(c, m)] for m in paper.methods) for c in paper.categories}
+    body = []
+    for m in order:
+        tds = "".join(f'<td style="{pad}">' + (f"<b>{paper.percent[(c, m)]:.0f}</b>" if paper.percent[(c, m)] == best[c]
+                                               else f"{paper.percent[(c, m)]:.0f}") + "</td>" for c in paper.categories)
+        style = ' style="background:#f3f3f3"' if m in PAPER_OWN_METHODS else ""
+        body.append(f'<tr{style}><td style="padding:2px 5px">{html.escape(m)}</td>{tds}</tr>')
+    key = "; ".join(f"{short[d]}: {c}" for c, d in zip(paper.categories, paper.domains) if d != "all")
+    return (f'<div style="overflow-x:auto"><table class="rql-paper" style="font-size:80%;border-collapse:collapse">'
+            f'<thead><tr><th style="padding:2px 5px;text-align:left">method</th>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table></div><p style=\"font-size:80%\">Columns: {html.escape(key)}; "
+            f"all 50: the mean over the 50 tasks. Shaded: the paper's own runs (4 seeds); the others are the "
+            f"inherited baselines. Bold: the best of a column.</p>")
 
 
 def _aggregate(cells: list[Cell], expected: int) -> Cell:
@@ -288,33 +530,76 @@ def _aggregate(cells: list[Cell], expected: int) -> Cell:
     if len(done) < expected:
         return Cell(None, f"{NOT_RUN} ({len(done)}/{expected} tasks)")
     value = float(np.mean([c.value for c in done]))
-    return Cell(value, f"{value:.2f}", f"mean of {expected} tasks", tuple(p for c in done for p in c.records))
+    return Cell(value, f"{100 * value:.0f}", f"mean of {expected} tasks", tuple(p for c in done for p in c.records))
 
 
-def summaries_html(summaries: Sequence[Summary]) -> str:
-    """A table of run summaries (task, method, success with its interval, size, networks), then the
-    commands that produced them in a collapsible block."""
-    head = "".join(f"<th>{h}</th>" for h in ("task", "method", "success rate [95% CI]", "per seed", "size",
-                                              "networks"))
+METHOD_ORDER = tuple(METHOD_NAMES.values())  # RQL, TFQL, BC flow, FQL, IFQL, FAWAC, FBRAC
+
+
+def _method_rank(method: str) -> tuple:
+    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
+
+
+def networks(config: dict) -> str:
+    """``"3 x 256 networks, 2 value heads, batch 256"``."""
+    return (f"{len(config['policy_hidden'])} x {config['policy_hidden'][0]} networks, {config['num_values']} value "
+            f"heads, batch {config['batch_size']}")
+
+
+def summaries_html(summaries: Sequence[Summary], records: Iterable[Record] = ()) -> str:
+    """Every group of runs of ours: task, method, success with its 95% interval, per seed, and its size
+    (updates, seeds, evaluation episodes, data, device, the wall time of the run where ``records`` holds
+    it, networks, whether the configuration is the paper's); then the unfinished runs among ``records`` with their last evaluation; then the commands
+    that produced them in a collapsible block. Methods in the order RQL, TFQL, BC flow, FQL, IFQL,
+    FAWAC, FBRAC."""
+    pad = "padding:2px 6px;vertical-align:top"
+    head = "".join(f'<th style="{pad};text-align:left">{h}</th>' for h in
+                   ("task", "method", "success, % [95% CI]", "per seed", "size"))
+    ordered = sorted(summaries, key=lambda s: (s.task, _method_rank(s.method), -s.steps))
+    records = list(records)
+    by_path = {r.path: r for r in records}
     rows = []
-    for s in summaries:
-        low, high = s.ci
-        ci = f" [{low:.2f}, {high:.2f}]" if s.n_seeds > 1 else ""
-        nets = (f"policy {s.config['policy_hidden']}, value {s.config['value_hidden']} x{s.config['num_values']}, "
-                f"batch {s.config['batch_size']}, alpha {s.config['alpha']:g}")
-        cells = (s.task.replace("-singletask", "").replace("-v0", ""), s.method, f"{s.mean:.2f}{ci}",
-                 ", ".join(f"{v:.2f}" for v in s.success_rates), s.describe(), nets)
-        tds = "".join(f"<td>{html.escape(str(c))}</td>" for c in cells)
-        rows.append(f"<tr>{tds}</tr>")
-    labels = [(f"{s.task.replace('-singletask', '').replace('-v0', '')}, {s.method}", s.commands) for s in summaries]
-    return (f'<div style="overflow-x:auto"><table class="rql-runs" style="font-size:80%"><thead><tr>{head}</tr>'
-            f"</thead><tbody>{''.join(rows)}</tbody></table></div>"
-            + commands_html(labels, "Commands that produced these runs"))
+    for s in ordered:
+        ci = f" {_interval_text(*s.ci)}" if s.n_seeds > 1 else ""
+        config = "the paper's configuration" if s.paper_scale else "reduced configuration"
+        wall = max((r.wall_time_s for r in by_path.values() if r.path in s.records), default=None)
+        wall = f", {wall / 60:.0f} min of wall time" if wall else ""
+        size = f"{s.describe()}{wall}; {config}: {networks(s.config)}, alpha {s.config['alpha']:g}"
+        cells = (short_task(s.task), s.method, f"{100 * s.mean:.0f}{ci}",
+                 ", ".join(f"{100 * v:.0f}" for v in s.success_rates), size)
+        rows.append("<tr>" + "".join(f'<td style="{pad}">{html.escape(str(c))}</td>' for c in cells) + "</tr>")
+    out = (f'<div style="overflow-x:auto"><table class="rql-runs" style="font-size:80%;border-collapse:collapse">'
+           f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>")
+    unfinished = [r for r in records if not r.finished]
+    if unfinished:
+        out += "<p style=\"font-size:80%\">Unfinished runs (left out of every mean above): " + "; ".join(
+            html.escape(unfinished_line(group)) for group in _group_unfinished(unfinished)) + ".</p>"
+    labels = [(f"{short_task(s.task)}, {s.method}", s.commands) for s in ordered]
+    return out + commands_html(labels, "Commands that produced these runs")
+
+
+def _group_unfinished(records: Sequence[Record]) -> list[list[Record]]:
+    groups = defaultdict(list)
+    for r in records:
+        groups[(r.task, r.method, r.steps, r.device)].append(r)
+    return [sorted(g, key=lambda r: r.seed) for _, g in sorted(groups.items())]
+
+
+def unfinished_line(group: Sequence[Record]) -> str:
+    """One sentence for the seeds of one unfinished run: steps reached, its last evaluation and its size."""
+    r = group[0]
+    target = r.target_steps or r.steps
+    last = [c for c in (g.success_curve[-1] if g.success_curve else None for g in group) if c is not None]
+    evaluated = (f"last evaluated at {last[0][0]:,} updates: success " + ", ".join(f"{100 * c[1]:.0f}" for c in last)
+                 + f" % over {r.eval_episodes} episodes per seed") if last else "not evaluated yet"
+    return (f"{short_task(r.task)}, {r.method}, {len(group)} seed{'s' if len(group) != 1 else ''}, "
+            f"{r.steps:,} of {target:,} updates, {r.dataset_source} data, {r.device}; {evaluated}")
 
 
 def domain_means(table: Table) -> dict[str, dict[str, float | None]]:
-    """``{domain row label: {method: value or None}}`` for plotting."""
-    return {row.label: {m: row.cells[m].value for m in table.columns} for row in table.rows if row.kind != "task"}
+    """``{domain row label: {column: value or None}}`` for plotting."""
+    keys = table.our_methods + tuple(table._keys())
+    return {row.label: {k: row.cells[k].value for k in keys} for row in table.rows if row.kind != "task"}
 
 
 # --------------------------------------------------------------------------- benchmark records

@@ -8,6 +8,7 @@ figure is built.
 """
 from __future__ import annotations
 
+import html
 import json
 from typing import Callable, Sequence
 
@@ -23,12 +24,27 @@ def _rounded(a) -> list:
     return np.round(np.asarray(a, dtype=np.float64), LIVE_DECIMALS).tolist()
 
 
-def _log2_steps(ks: Sequence[int]) -> list[int]:
-    """``ks`` must be 1, 2, 4, ..., 2**m: the step-count slider moves over log2 K."""
+def _steps_choice(ks: Sequence[int], default: int):
+    """A row of radio buttons for the Euler step count: the signal ``K`` takes the values ``ks``
+    themselves (any increasing list, e.g. the paper's 10 among powers of two). Returns the Altair
+    parameter; Vega expressions read the choice as ``K``."""
+    import altair as alt
+
     ks = [int(k) for k in ks]
-    if ks != [2 ** i for i in range(len(ks))]:
-        raise ValueError(f"live figures take K = 1, 2, 4, ..., 2**m, got {ks}")
-    return ks
+    if not ks or any(k < 1 for k in ks) or ks != sorted(set(ks)):
+        raise ValueError(f"live figures take an increasing list of step counts K >= 1, got {ks}")
+    if default not in ks:
+        raise ValueError(f"the default K = {default} is not among {ks}")
+    return ks, alt.param(name="K", value=default, bind=alt.binding_radio(options=ks, name="Euler steps K: "))
+
+
+# What a live figure's box says before its script has drawn it (no JavaScript ran), and when the
+# page has no Vega (the figure's HTML shown outside the rendered book, e.g. in Jupyter or Colab).
+NOT_DRAWN = ("(Live figure: it is drawn by JavaScript when the page loads, and no JavaScript ran here. "
+             "In Jupyter or Colab, the widget below shows the same view with a running kernel.)")
+NO_VEGA = ("(Live figure: its drawing library, Vega, is not on this page; the rendered book serves it from its own "
+           "_static/vega/ folder. In Jupyter or Colab, the widget below shows the same view with a running kernel, "
+           "and displaying this figure's .chart attribute draws it with Altair.)")
 
 
 class LiveFigure:
@@ -60,19 +76,28 @@ class LiveFigure:
         return len(self.to_html().encode())
 
     def to_html(self) -> str:
+        """A ``<div>`` and a classic inline script that draws into it with the page's ``vegaEmbed``.
+
+        Classic, not a module script, so that the figure draws from disk (``file://``) as over HTTP;
+        the book loads Vega as a classic script in the page's head (``book/_ext/vega_offline.py``),
+        so it is there when this script runs. The ``<div>`` says what is true until it is drawn."""
         div = f"rql-live-{self.name}"
         spec = self.json.replace("</", "<\\/")
-        return (f'<div class="rql-live" id="{div}" data-rql-live="{self.name}"></div>\n'
-                f'<script type="module">\n'
-                f'const el = document.getElementById("{div}");\n'
-                f"if (window.vegaEmbed) {{\n"
-                f'  vegaEmbed(el, {spec}, {{actions: false, renderer: "svg"}})\n'
-                f'    .then((r) => {{ (window.rqlLive ||= {{}})["{self.name}"] = r.view; el.dataset.ready = "1"; }})\n'
-                f'    .catch((e) => {{ el.textContent = "live figure failed: " + e; console.error(e); }});\n'
-                f"}} else {{\n"
-                f'  el.textContent = "(This live figure runs in the rendered book. In Jupyter or Colab, use the '
-                f'widget above, or display the .chart attribute of this figure.)";\n'
-                f"}}\n</script>")
+        return (f'<div class="rql-live" id="{div}" data-rql-live="{self.name}">{html.escape(NOT_DRAWN)}</div>\n'
+                f"<script>\n(function () {{\n"
+                f'  const el = document.getElementById("{div}");\n'
+                f"  function draw() {{\n"
+                f"    if (!window.vegaEmbed) {{ el.textContent = {json.dumps(NO_VEGA)}; return; }}\n"
+                f'    el.textContent = "";\n'
+                f'    vegaEmbed(el, {spec}, {{actions: false, renderer: "svg"}})\n'
+                f'      .then((r) => {{ (window.rqlLive = window.rqlLive || {{}})["{self.name}"] = r.view; '
+                f'el.dataset.ready = "1"; }})\n'
+                f'      .catch((e) => {{ el.textContent = "(Live figure: drawing failed: " + e + ")"; '
+                f"console.error(e); }});\n"
+                f"  }}\n"
+                f'  if (window.vegaEmbed || document.readyState === "complete") draw();\n'
+                f'  else window.addEventListener("load", draw);\n'
+                f"}})();\n</script>")
 
     def _repr_mimebundle_(self, include=None, exclude=None):
         return {"text/html": self.to_html()}
@@ -85,9 +110,9 @@ def _plane(lim: float, title: str = "x[0]"):
 
 
 def live_flow_time(velocity: Callable, x0, data=None, ks: Sequence[int] = (1, 2, 4, 8, 16, 32),
-                   lim: float = 3.5, size: int = 380, name: str = "flow-time") -> LiveFigure:
-    """Live version of :func:`rql_lite.teaching.widgets.flow_time_widget`: sliders for flow time ``t``
-    and ``log2 K``.
+                   lim: float = 3.5, size: int = 380, name: str = "flow-time", default_k: int = 8) -> LiveFigure:
+    """Live version of :func:`rql_lite.teaching.widgets.flow_time_widget`: a slider for flow time ``t``
+    and a choice of the step count ``K`` among ``ks``.
 
     The particles ``x0`` (``(n, 2)`` noise) are shown at the last Euler grid time ``k/K <= t``
     of a ``K``-step integration; clicking a particle draws its whole path for that ``K``.
@@ -95,7 +120,7 @@ def live_flow_time(velocity: Callable, x0, data=None, ks: Sequence[int] = (1, 2,
     """
     import altair as alt
 
-    ks = _log2_steps(ks)
+    ks, steps = _steps_choice(ks, default_k)
     x0 = jnp.asarray(x0)
     rows = []
     for k in ks:
@@ -105,10 +130,8 @@ def live_flow_time(velocity: Callable, x0, data=None, ks: Sequence[int] = (1, 2,
     scale, axis_x = _plane(lim)
     _, axis_y = _plane(lim, "x[1]")
     t = alt.param(name="t", value=1.0, bind=alt.binding_range(min=0, max=1, step=0.01, name="flow time t "))
-    logk = alt.param(name="logk", value=len(ks) // 2,
-                     bind=alt.binding_range(min=0, max=len(ks) - 1, step=1, name="log2 K "))
     pick = alt.selection_point(name="pick", fields=["id"], on="click", nearest=True, toggle=False, empty=False)
-    K = "pow(2, logk)"
+    K = "K"
     at_t = dict(K=K, i=f"clamp(floor(t * {K} + 1e-6), 0, {K})")
     particles = (alt.Chart(alt.Data(name="paths"), name="particles")
                  .transform_filter(f"datum.k == {K}").transform_calculate(**at_t)
@@ -129,17 +152,17 @@ def live_flow_time(velocity: Callable, x0, data=None, ks: Sequence[int] = (1, 2,
                       .encode(x=alt.X("x:Q", scale=scale, axis=axis_x), y=alt.Y("y:Q", scale=scale, axis=axis_y)))
     title = alt.Title(alt.ExprRef(f"'K = ' + {K} + ': particles at t = ' + format(floor(t * {K} + 1e-6) / {K}, '.2f')"
                                   f" + ' (step ' + floor(t * {K} + 1e-6) + ' of ' + {K} + ')'"),
-                      subtitle="drag the sliders; click a particle to draw its path (blue dots: the K + 1 grid points)")
-    chart = (alt.layer(*layers, particles).add_params(t, logk)
+                      subtitle="drag the t slider, choose K; click a particle to draw its path (blue dots: its K + 1 grid points)")
+    chart = (alt.layer(*layers, particles).add_params(t, steps)
              .properties(width=size, height=size, title=title))
     return LiveFigure(chart, name, datasets)
 
 
 def live_reverse_path(velocity: Callable, data, ks: Sequence[int] = (1, 2, 4, 8, 16, 32), n_points: int = 150,
                       grid: int = 11, lim: float = 3.0, background=None, size: int = 400,
-                      name: str = "reverse-path") -> LiveFigure:
+                      name: str = "reverse-path", default_k: int = 8) -> LiveFigure:
     """Live version of :func:`rql_lite.teaching.widgets.reverse_path_widget`: click a start point,
-    choose ``K`` with a slider.
+    choose ``K`` among ``ks`` (any increasing list, e.g. with the paper's 10).
 
     Start points are the first ``n_points`` rows of ``data`` (``(m, 2)``) and a ``grid x grid``
     lattice over ``[-lim, lim]^2``. For each start and each ``K`` the page holds the reverse path
@@ -148,7 +171,7 @@ def live_reverse_path(velocity: Callable, data, ks: Sequence[int] = (1, 2, 4, 8,
     """
     import altair as alt
 
-    ks = _log2_steps(ks)
+    ks, steps = _steps_choice(ks, default_k)
     g = np.linspace(-lim, lim, grid, dtype=np.float32)
     lattice = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
     starts = np.concatenate([np.asarray(data, np.float32)[:n_points], lattice])
@@ -166,11 +189,9 @@ def live_reverse_path(velocity: Callable, data, ks: Sequence[int] = (1, 2, 4, 8,
     scale, axis_x = _plane(lim + 0.5)
     _, axis_y = _plane(lim + 0.5, "x[1]")
     enc = dict(x=alt.X("x:Q", scale=scale, axis=axis_x), y=alt.Y("y:Q", scale=scale, axis=axis_y))
-    logk = alt.param(name="logk", value=min(3, len(ks) - 1),
-                     bind=alt.binding_range(min=0, max=len(ks) - 1, step=1, name="log2 K "))
     pick = alt.selection_point(name="pick", fields=["id"], on="click", nearest=True, toggle=False, empty=False,
                                value=[{"id": 0}])
-    K = "pow(2, logk)"
+    K = "K"
     chosen = alt.Chart(alt.Data(name="paths")).transform_filter(f"datum.k == {K}").transform_filter(pick)
 
     def path(xf, yf, layer_name):
@@ -202,8 +223,8 @@ def live_reverse_path(velocity: Callable, data, ks: Sequence[int] = (1, 2, 4, 8,
         .add_params(pick),
     ]
     title = alt.Title(alt.ExprRef(f"'K = ' + {K} + ': reverse path (red) and forward re-integration (dashed blue)'"),
-                      subtitle="click near a start point (data or grid); the slider sets K")
-    chart = alt.layer(*layers).add_params(logk).properties(width=size, height=size, title=title)
+                      subtitle="click near a start point (data or grid); the buttons set K")
+    chart = alt.layer(*layers).add_params(steps).properties(width=size, height=size, title=title)
     datasets = {"paths": rows, "starts": start_rows, "data": [{"x": a, "y": b} for a, b in _rounded(np.asarray(back))]}
     return LiveFigure(chart, name, datasets)
 
@@ -264,7 +285,9 @@ def live_value_slices(grids, extent, paths, path_values, path_rewards=None, vmin
     f_title = alt.ExprRef(f"{json.dumps(label)} + ' at f = ' + format(k / {K}, '.1f') + ', particles at f'")
     left = alt.layer(heat, path, now, particles).properties(width=size, height=size, title=alt.Title(
         f_title, subtitle="click a particle (white) to follow its flow path (red)"))
-    fx = alt.X("f:Q", scale=alt.Scale(domain=[0, 1]), title="flow time f")
+    # A margin beyond [0, 1], so that the markers at f = 0 and f = 1 are drawn whole.
+    fx = alt.X("f:Q", scale=alt.Scale(domain=[-0.05, 1.05], nice=False), title="flow time f",
+               axis=alt.Axis(values=[0, 0.2, 0.4, 0.6, 0.8, 1.0]))
     vy = alt.Y("v:Q", scale=alt.Scale(domain=[vmin, vmax]), title=label)
     along = [chosen.mark_line(color="#d62728", clip=True).encode(x=fx, y=vy),
              chosen.properties(name="along").mark_circle(color="#d62728", size=30, clip=True).encode(x=fx, y=vy),

@@ -3,7 +3,10 @@
 Conventions: point clouds are ``(n, 2)`` arrays, flow paths are ``(K + 1, n, 2)``
 arrays as returned by :func:`rql_lite.flow.euler_path` (index 0 is the start).
 Every helper draws on a Matplotlib ``Axes`` (or returns a ``Figure``) and gives it a
-title, so a notebook only has to add its sentence of explanation. The interactive versions are
+title, so a notebook only has to add its sentence of explanation. Pages show their figures with
+:func:`show`, which first checks each figure's own layout (:func:`layout_problems`: legends inside
+their axes, no literal backticks in its texts) and reports a problem on stderr, where the book's
+browser test finds it. The interactive versions are
 ``rql_lite.teaching.widgets`` (ipywidgets, in a running kernel) and ``rql_lite.teaching.live``
 (Vega-Lite, in the rendered book).
 """
@@ -22,6 +25,78 @@ DATA_COLOR = "0.75"  # grey: the data set
 NOISE_COLOR = "tab:blue"  # noise / forward direction
 REVERSE_COLOR = "tab:red"  # reversal direction
 SAMPLE_COLOR = "tab:orange"  # generated samples
+
+
+# --------------------------------------------------------------------------- showing, with a layout check
+
+FIGURE_CHECK = "figure layout check"  # the prefix of a reported problem (tests/browser looks for it)
+
+
+def _texts(fig) -> list:
+    """Every text artist of a figure that a reader reads: titles, labels, legend entries, free texts."""
+    texts = [t for t in (getattr(fig, "_suptitle", None), getattr(fig, "_supxlabel", None),
+                         getattr(fig, "_supylabel", None)) if t is not None] + list(fig.texts)
+    for ax in fig.axes:
+        texts += [ax.title, ax._left_title, ax._right_title, ax.xaxis.label, ax.yaxis.label] + list(ax.texts)
+    for legend in [ax.get_legend() for ax in fig.axes] + list(fig.legends):
+        if legend is not None:
+            texts += [legend.get_title()] + list(legend.get_texts())
+    return list({id(t): t for t in texts}.values())  # a suptitle is also among fig.texts
+
+
+def layout_problems(fig, tolerance: float = 1.0) -> list[str]:
+    """What is wrong with a figure's layout, read from the figure itself after laying it out.
+
+    * a legend of an axes must lie inside that axes (a legend outside spills over its neighbours
+      or off the figure);
+    * a figure-level legend must lie inside the figure and overlap no axes, tick labels included;
+    * no text may hold a literal backtick (Markdown's code quotes mean nothing in an image).
+
+    ``tolerance`` is in pixels. Returns one sentence per problem (empty: none).
+    """
+    fig.draw_without_rendering()
+    renderer = fig.canvas.get_renderer()
+    problems = []
+
+    def name(ax):
+        return repr(ax.get_title() or ax.get_ylabel() or f"axes {fig.axes.index(ax) + 1}")
+
+    def inside(inner, outer):
+        return (inner.x0 >= outer.x0 - tolerance and inner.y0 >= outer.y0 - tolerance
+                and inner.x1 <= outer.x1 + tolerance and inner.y1 <= outer.y1 + tolerance)
+
+    for ax in fig.axes:
+        legend = ax.get_legend()
+        if legend is not None and legend.get_visible() and ax.get_visible():
+            if not inside(legend.get_window_extent(renderer), ax.get_window_extent(renderer)):
+                problems.append(f"the legend of {name(ax)} lies outside its axes")
+    for legend in fig.legends:
+        box = legend.get_window_extent(renderer)
+        if not inside(box, fig.bbox):
+            problems.append("a figure legend lies outside the figure")
+        for ax in fig.axes:
+            if ax.get_visible() and box.overlaps(ax.get_tightbbox(renderer)):
+                problems.append(f"a figure legend overlaps {name(ax)}")
+    for text in _texts(fig):
+        if "`" in text.get_text():
+            problems.append(f"a literal backtick in the text {text.get_text()!r}")
+    return problems
+
+
+def show(fig=None) -> None:
+    """``plt.show()``, after checking the layout of ``fig`` (default: every open figure).
+
+    A problem is written to stderr, prefixed with ``FIGURE_CHECK``: the page then shows it, and the
+    browser test of the built book fails on it."""
+    import sys
+
+    figures = [fig] if fig is not None else [plt.figure(n) for n in plt.get_fignums()]
+    for f in figures:
+        title = f._suptitle.get_text() if getattr(f, "_suptitle", None) is not None else ""
+        title = title or next((ax.get_title() for ax in f.axes if ax.get_title()), "a figure")
+        for problem in layout_problems(f):
+            print(f"{FIGURE_CHECK}: {title!r}: {problem}", file=sys.stderr)
+    plt.show()
 
 
 # --------------------------------------------------------------------------- basics

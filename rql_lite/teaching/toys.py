@@ -9,6 +9,8 @@ PRNG key, so results are reproducible bit for bit on one machine.
 - :func:`train_toy_flow`: flow matching with :func:`rql_lite.flow.flow_matching_loss`, the whole
   training loop one jitted ``lax.scan``.
 - :func:`sliced_wasserstein`: the distance used to measure sample quality.
+- :func:`off_support_fraction`: the share of samples outside a toy's support, which sees what the
+  distance averages away (the checkerboard's blurred squares).
 - :func:`gaussian_flow`: an analytic velocity field with a known solution (for error curves).
 - ``euler_jit``, ``euler_path_jit``: :func:`rql_lite.flow.euler` and :func:`rql_lite.flow.euler_path`
   jitted for a fixed velocity function and step count (the figures integrate many clouds).
@@ -156,6 +158,48 @@ def sliced_wasserstein(x: jax.Array, y: jax.Array, key: jax.Array, num_projectio
     px = jnp.sort(x @ dirs.T, axis=0)
     py = jnp.sort(y @ dirs.T, axis=0)
     return jnp.sqrt(jnp.mean(jnp.square(px - py)))
+
+
+# How far from a toy's ideal shape a sample may lie and still count as on its support: three standard
+# deviations of the toy's noise (eight Gaussians: std 0.15; two moons: 0.07); the checkerboard has none.
+SUPPORT_MARGIN = {"eight_gaussians": 3 * 0.15, "two_moons": 3 * 0.07, "checkerboard": 0.0}
+
+
+def _distance_to_arc(q, centre, upper: bool):
+    """Distance from points ``q (n, 2)`` to the half circle of radius 1 around ``centre``, above
+    (``upper``) or below its centre, end points included."""
+    d = q - jnp.asarray(centre)
+    on_side = d[:, 1] >= 0 if upper else d[:, 1] <= 0
+    to_circle = jnp.abs(jnp.linalg.norm(d, axis=1) - 1.0)
+    ends = jnp.asarray(centre) + jnp.array([[1.0, 0.0], [-1.0, 0.0]])
+    to_ends = jnp.min(jnp.linalg.norm(q[:, None] - ends[None], axis=2), axis=1)
+    return jnp.where(on_side, to_circle, to_ends)
+
+
+def off_support(name: str, x) -> jax.Array:
+    """Whether each point of ``x (n, 2)`` lies off the support of toy ``name``: farther than
+    ``SUPPORT_MARGIN[name]`` from the toy's ideal shape (the eight mode centres; the two arcs), or, for
+    the checkerboard, outside its eight black squares. Returns a boolean ``(n,)`` array."""
+    x = jnp.asarray(x, jnp.float32)
+    if name == "eight_gaussians":
+        angle = jnp.arange(8) * (jnp.pi / 4)
+        centres = 2.0 * jnp.stack([jnp.cos(angle), jnp.sin(angle)], axis=-1)
+        dist = jnp.min(jnp.linalg.norm(x[:, None] - centres[None], axis=2), axis=1)
+    elif name == "two_moons":
+        q = x / 1.4 + jnp.array([0.5, 0.25])  # back to the unit half circles
+        dist = 1.4 * jnp.minimum(_distance_to_arc(q, (0.0, 0.0), True), _distance_to_arc(q, (1.0, 0.5), False))
+    elif name == "checkerboard":
+        col, row = jnp.floor(x[:, 0] + 2.0), jnp.floor(x[:, 1] + 2.0)
+        inside = (jnp.abs(x) < 2.0).all(axis=1)
+        return ~(inside & (jnp.mod(row, 2) == jnp.mod(col, 2)))
+    else:
+        raise ValueError(f"unknown toy {name!r}; choose from {TOY_NAMES}")
+    return dist > SUPPORT_MARGIN[name]
+
+
+def off_support_fraction(name: str, x) -> float:
+    """The share of the points of ``x (n, 2)`` off the support of toy ``name`` (``off_support``)."""
+    return float(jnp.mean(off_support(name, x)))
 
 
 def gaussian_flow(mean: Sequence[float] = (1.0, -0.5), std: float = 0.5):

@@ -1,90 +1,25 @@
-"""The built book as a reader sees it, in headless Chromium.
+"""The built book as a reader sees it, in headless Chromium, over HTTP and from disk.
 
-Serves the built HTML (``RQL_BOOK_HTML``, default ``_build/html``; ``scripts/test.sh`` builds it
-first) on localhost and loads every page of the table of contents. On each page: MathJax rendered
-its math without errors, every image loaded, no error or stderr output is shown and the console
-holds no error from the book's own files. The introduction, chapter 2 and chapter 7 must also
-show a minimum of formulas and figures. The live figures of chapters 1-3 are moved and clicked,
-and must redraw accordingly. The browser has no network but the local server.
-
-Uses Debian's ``chromium`` and ``chromium-driver`` through selenium (no browser download). Without
-them the test is skipped, unless ``RQL_REQUIRE_BROWSER=1`` (CI sets it), which makes it fail instead.
+Loads every page of the table of contents twice: served on localhost, and opened from disk
+(``file://``), which is what the README tells a reader to do and where browsers refuse module scripts.
+On each page: MathJax rendered its math without errors, every image loaded, no error or stderr output
+is shown and the console holds no error from the book's own files. The introduction, chapter 2 and
+chapter 7 must also show a minimum of formulas and figures. The live figures of chapters 1-3 are moved
+and clicked, from both origins, and must redraw accordingly. The browser has no network but the local
+server (fixtures in conftest.py).
 """
-import functools
-import http.server
 import os
-import shutil
-import threading
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-HTML_DIR = os.environ.get("RQL_BOOK_HTML", os.path.join(ROOT, "_build", "html"))
+from browser_support import toc_pages
+
 MINIMUMS = {
     "book/intro.html": dict(min_math=5, min_images=0),
     "notebooks/02_reversing_a_flow.html": dict(min_math=5, min_images=5),
     "notebooks/07_reproduction.html": dict(min_math=3, min_images=1),
 }
-
-
-def toc_pages():
-    import re
-
-    with open(os.path.join(ROOT, "_toc.yml")) as f:
-        return [f"{name}.html" for name in re.findall(r"(?:root|file):\s*(\S+)", f.read())]
-
-
 PAGES = {page: MINIMUMS.get(page, dict(min_math=0, min_images=0)) for page in toc_pages()}
-CHROME_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic",
-                "--window-size=1280,1600")
-# No network but the local server: every other request goes to a proxy on the discard port, where nothing
-# listens (loopback addresses bypass a proxy in Chromium), and no host name resolves. The book must work
-# offline; test_the_network_is_blocked checks that this really blocks.
-OFFLINE_FLAGS = ("--proxy-server=http://127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1")
-
-
-def _missing(reason):
-    if os.environ.get("RQL_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"{reason} (RQL_REQUIRE_BROWSER=1)")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def base_url():
-    if not os.path.isfile(os.path.join(HTML_DIR, "book", "intro.html")):
-        _missing(f"no built book at {HTML_DIR}; run scripts/test.sh (or set RQL_BOOK_HTML)")
-    handler = functools.partial(_QuietHandler, directory=HTML_DIR)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture(scope="module")
-def browser():
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver_path = shutil.which("chromedriver")
-    if not chromium or not driver_path:
-        _missing("Debian's chromium and chromium-driver are not installed (apt-get install -y chromium chromium-driver)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in CHROME_FLAGS + OFFLINE_FLAGS:
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
-    driver.set_script_timeout(60)
-    yield driver
-    driver.quit()
 
 
 WAIT_FOR_MATHJAX = """
@@ -137,7 +72,8 @@ def test_page_renders_math_images_and_no_errors(base_url, browser, page):
     assert not severe, f"console errors from the book's own files: {severe}"
 
 
-def test_the_network_is_blocked(base_url, browser):
+def test_the_network_is_blocked(http_url, browser):
+    base_url = http_url  # fetch() cannot read file:// at all, so this check runs over HTTP
     browser.get(f"{base_url}/book/intro.html")
     outcome = browser.execute_async_script("""
 const done = arguments[arguments.length - 1];
@@ -202,6 +138,14 @@ class Live:
         slider = self.browser.find_element(By.CSS_SELECTOR, f"#rql-live-{self.name} input[type=range][name={signal}]")
         slider.send_keys(*keys)
 
+    def choose(self, signal, value):
+        """Click the radio button bound to `signal` that holds `value`, as a reader would."""
+        from selenium.webdriver.common.by import By
+
+        button = self.browser.find_element(
+            By.CSS_SELECTOR, f"#rql-live-{self.name} input[type=radio][name={signal}][value='{value}']")
+        button.click()
+
     def click_at(self, x, y):
         from selenium.webdriver.common.actions.action_builder import ActionBuilder
 
@@ -225,11 +169,11 @@ def _no_console_errors(browser):
     assert not severe, f"console errors: {severe}"
 
 
-def test_live_flow_time_moves_with_its_sliders_and_draws_a_clicked_path(base_url, browser):
+def test_live_flow_time_moves_with_its_controls_and_draws_a_clicked_path(base_url, browser):
     from selenium.webdriver.common.keys import Keys
 
     live = _open_live(base_url, browser, "notebooks/01_flow_matching.html")
-    assert live.signal("t") == 1 and 2 ** live.signal("logk") == 8
+    assert live.signal("t") == 1 and live.signal("K") == 8
     before = live.items("particles")
     assert len(before) == 400 and all(p["datum"]["px"] == p["datum"]["x"][8] for p in before)
 
@@ -239,9 +183,9 @@ def test_live_flow_time_moves_with_its_sliders_and_draws_a_clicked_path(base_url
     assert all(p["datum"]["px"] == p["datum"]["x"][0] and p["datum"]["py"] == p["datum"]["y"][0] for p in at_zero)
     assert sum(abs(a["cx"] - b["cx"]) > 1 for a, b in zip(before, at_zero)) > 300, "the particles did not move"
 
-    live.slide("logk", Keys.ARROW_LEFT)  # K = 4
+    live.choose("K", 4)
     live.slide("t", Keys.END)
-    live.until(lambda: live.signal("logk") == 2 and live.signal("t") == 1, "sliders")
+    live.until(lambda: live.signal("K") == 4 and live.signal("t") == 1, "K and the t slider")
     assert all(p["datum"]["px"] == p["datum"]["x"][4] and len(p["datum"]["x"]) == 5 for p in live.items("particles"))
 
     assert live.items("path") == []
@@ -252,21 +196,19 @@ def test_live_flow_time_moves_with_its_sliders_and_draws_a_clicked_path(base_url
     assert path[-1] == (target["datum"]["px"], target["datum"]["py"]), "the path ends at the clicked particle"
     assert path[0] == (target["datum"]["x"][0], target["datum"]["y"][0]), "and starts at its noise"
 
-    live.slide("logk", Keys.ARROW_LEFT)  # K = 2: the same particle's coarser path
+    live.choose("K", 2)  # the same particle's coarser path
     live.until(lambda: len(live.items("path")) == 3, "K + 1 = 3 path points")
     _no_console_errors(browser)
 
 
-def test_live_reverse_path_follows_the_clicked_point_and_the_step_slider(base_url, browser):
-    from selenium.webdriver.common.keys import Keys
-
+def test_live_reverse_path_follows_the_clicked_point_and_the_step_buttons(base_url, browser):
     live = _open_live(base_url, browser, "notebooks/02_reversing_a_flow.html")
-    assert 2 ** live.signal("logk") == 8 and len(live.items("reverse_points")) == 9
+    assert live.signal("K") == 10 and len(live.items("reverse_points")) == 11  # the paper's K by default
     gap_before = live.items("gap")[0]["text"]
     assert gap_before.startswith("round-trip gap ")
 
-    live.slide("logk", Keys.ARROW_LEFT, Keys.ARROW_LEFT)  # K = 2
-    live.until(lambda: live.signal("logk") == 1, "K slider")
+    live.choose("K", 2)
+    live.until(lambda: live.signal("K") == 2, "K buttons")
     live.until(lambda: len(live.items("reverse_points")) == 3, "K + 1 = 3 reverse path points")
     assert len(live.items("forward")) == 3 and len(live.items("noise")) == 1 and len(live.items("forward_end")) == 1
 

@@ -14,10 +14,10 @@ TASK = "cube-double-play-singletask-task2-v0"
 
 
 def write_record(root, run, seed, success, finished=True, task=TASK, agent="rql", steps=1000, config=None,
-                 method=None):
+                 method=None, target_steps=None):
     """A record as ``train`` writes it (``records.make_record``), at ``root/run/records/seed{seed}.json``."""
     record = records.make_record(
-        task=task, agent=agent, method=method or agent.upper(), seed=seed, steps=steps, target_steps=steps,
+        task=task, agent=agent, method=method or agent.upper(), seed=seed, steps=steps, target_steps=target_steps or steps,
         finished=finished, profile="full",
         config=config or config_dict(agent_config(task, 40, 5, profile="full", agent=agent)),
         dataset={"source": "official", "sha256": "0" * 64, "path": "x.npz"}, eval_episodes=50,
@@ -51,7 +51,7 @@ def test_every_number_in_the_repository_table_has_records_behind_it():
     numbers = 0
     for row, method, cell in table.our_cells():
         if cell.value is None:
-            assert cell.text.startswith(report.NOT_RUN), (row.label, method, cell.text)
+            assert cell.text.startswith((report.NOT_RUN, "unfinished: ")), (row.label, method, cell.text)
             assert not cell.records
             continue
         numbers += 1
@@ -76,13 +76,17 @@ def test_a_paper_scale_record_fills_its_cell_and_a_reduced_one_does_not(tmp_path
     table = report.results_table(report.find_records(str(tmp_path)))
     row = next(r for r in table.rows if r.label == "cube-double-play-task2")
     assert row.cells["RQL"].value == pytest.approx(0.55) and len(row.cells["RQL"].records) == 2
-    assert "2 seeds" in row.cells["RQL"].detail and row.command.endswith("--out paper")
+    assert row.cells["RQL"].text == "55" and row.cells["RQL"].interval.startswith("[")  # percent, with its interval
+    assert "2 seeds" in row.cells["RQL"].detail
+    rql_command, tfql_command = row.command.splitlines()  # one command per method of ours
+    assert rql_command.endswith("--out paper") and "--agent tfql --seeds 0 1 2 3 --steps 1000000" in tfql_command
     assert row.cells["TFQL"].value is None and row.cells["TFQL"].text == report.NOT_RUN
     domain = next(r for r in table.rows if r.label == "cube-double-play (5 tasks)")
     assert domain.cells["RQL"].value is None and domain.cells["RQL"].text == f"{report.NOT_RUN} (1/5 tasks)"
     html = table.to_html()
     main, commands = html.split("<details", 1)
-    assert "0.55" in main and main.count("<tr") == len(table.rows) + 1
+    assert ">55<" in main and main.count("<tr") == len(table.rows) + 2  # two header rows
+    assert main.index(">RQL<") < main.index(">FQL<")                    # ours first
     assert "--out paper" in commands and "--out paper" not in main     # commands in their own block
     assert "<details" not in table.to_html(commands=False)
     runs = report.summaries_html(report.summarize(report.find_records(str(tmp_path))))
@@ -120,3 +124,62 @@ def test_the_committed_records_read_back_and_a_record_without_newer_fields_gets_
     assert record.config["matmul_precision"] == "default" and record.success_rate == 0.5
     with pytest.raises(ValueError, match="make_record"):
         records.write_record(str(tmp_path / "x.json"), {"task": TASK})
+
+
+def test_the_papers_table_reads_back_and_its_inherited_columns_match_the_qam_data_but_qsm():
+    """results/baselines/README.md: 168 of the 176 inherited cells agree within a point; the 8 others are QSM."""
+    paper = report.load_paper_table()
+    assert len(paper.methods) == 19 and set(report.PAPER_OWN_METHODS) <= set(paper.methods)
+    assert paper.domains[:-1] == report.BENCHMARK_DOMAINS and paper.domains[-1] == "all"
+    assert paper.value("cube-double-play", "TFQL") == 48 and paper.value("cube-double-play", "RQL") == 23
+    methods, _ = report.load_baselines()
+    inherited = [m for m in methods if m in paper.methods]
+    assert len(inherited) * len(paper.categories) == 176
+    off = report.paper_table_disagreements()
+    assert len(off) == 8 and {m for _, m, _, _ in off} == {"QSM"}
+
+
+def test_the_category_table_puts_ours_first_and_fills_a_domain_only_from_all_its_tasks(tmp_path):
+    from rql_lite.configs import benchmark_tasks
+
+    tasks = benchmark_tasks("scene-play")
+    for i, task in enumerate(tasks):
+        for seed in range(2):
+            write_record(tmp_path, f"scene{i}", seed, 0.2 * i, task=task)
+    write_record(tmp_path, "tfql", 0, 0.5, task=tasks[0], agent="tfql")
+    records_found = report.find_records(str(tmp_path))
+    table = report.category_table(records_found)
+    assert table.columns[:2] == ("RQL", "TFQL") and table.our_methods == ("RQL", "TFQL")
+    scene = next(r for r in table.rows if r.label == "scene-play-sparse")
+    assert scene.cells["RQL"].value == pytest.approx(0.4) and len(scene.cells["RQL"].records) == 10
+    assert scene.cells["TFQL"].value is None and scene.cells["TFQL"].text == f"{report.NOT_RUN} (1/5 tasks)"
+    assert scene.cells["the RQL paper, Table 1/RQL"].text == "89" and scene.cells["FQL"].interval
+    by_path = {r.path: r for r in records_found}
+    for row, method, cell in table.our_cells():
+        assert (cell.value is None) == (not cell.records)
+        assert all(by_path[p].method == method for p in cell.records)
+    html = table.to_html()
+    assert html.index("this project") < html.index("the RQL paper") < html.index("QAM data")
+
+
+def test_pages_show_no_machine_folders_in_commands_and_list_unfinished_runs(tmp_path):
+    assert report.display_command("python -m rql_lite train --out /tmp/work/runs/x --data-dir /scratch/d --seeds 0") \
+        == "python -m rql_lite train --out RUN_DIR --data-dir DATA_DIR --seeds 0"
+    assert report.display_command("train --out results/ogbench-cpu/x") == "train --out results/ogbench-cpu/x"
+    write_record(tmp_path, "done", 0, 0.5)
+    write_record(tmp_path, "going", 0, 0.0, finished=False, agent="tfql", task="scene-play-singletask-task1-v0")
+    found = report.find_records(str(tmp_path))
+    html = report.summaries_html(report.summarize(found), found)
+    assert "Unfinished runs" in html and "scene-play-task1, TFQL, 1 seed" in html
+
+
+def test_a_task_with_only_unfinished_paper_scale_runs_shows_their_steps_and_no_number(tmp_path):
+    for seed in range(2):
+        write_record(tmp_path, "tfql", seed, 0.9, finished=False, agent="tfql", steps=16_000, target_steps=23_000)
+    table = report.results_table(report.find_records(str(tmp_path)))
+    row = next(r for r in table.rows if r.label == "cube-double-play-task2")
+    cell = row.cells["TFQL"]
+    assert cell.value is None and not cell.records and cell.text == "unfinished: 16,000 of 23,000 updates"
+    assert "2 seeds" in cell.detail and row.cells["RQL"].text == report.NOT_RUN
+    domain = next(r for r in table.rows if r.label == "cube-double-play (5 tasks)")
+    assert domain.cells["TFQL"].value is None   # an unfinished run fills no mean

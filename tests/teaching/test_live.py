@@ -56,7 +56,7 @@ def test_flow_time_figure_holds_every_grid_point_of_every_path(flow, figures):
     np.testing.assert_allclose(np.stack([row["x"], row["y"]], 1), path, atol=1e-3)
     p = params(fig)
     assert p["t"]["bind"] == {"input": "range", "min": 0, "max": 1, "step": 0.01, "name": "flow time t "}
-    assert p["logk"]["bind"]["max"] == len(KS) - 1 and p["logk"]["bind"]["input"] == "range"
+    assert p["K"]["bind"]["input"] == "radio" and p["K"]["bind"]["options"] == list(KS) and p["K"]["value"] == 8
     assert p["pick"]["select"]["on"] == "click" and p["pick"]["views"] == ["particles"]
 
 
@@ -92,15 +92,25 @@ def test_html_embeds_the_spec_with_the_pages_own_vega(figures):
         html = fig.to_html()
         assert f'id="rql-live-{name}"' in html and "vegaEmbed(el, " in html
         assert "<script src" not in html and "cdn" not in html.lower()
+        # A classic script (a module script is refused from disk), and a box that says what is true before
+        # the script draws (no JavaScript) and where Vega is missing (outside the rendered book).
+        assert "<script>" in html and 'type="module"' not in html
+        assert "no JavaScript ran here" in html and "widget below" in html and "above" not in html
         spec = json.JSONDecoder().raw_decode(html[html.index("vegaEmbed(el, ") + 14:])[0]
         assert spec == fig.spec
         assert fig._repr_mimebundle_() == {"text/html": html}
 
 
-def test_step_counts_must_be_powers_of_two(flow):
+def test_step_counts_are_any_increasing_list_with_the_default_among_them(flow):
     velocity, z, data = flow
-    with pytest.raises(ValueError):
-        live_flow_time(velocity, z[:10], ks=(1, 2, 10))
+    fig = live_reverse_path(velocity, data[:20], ks=(1, 2, 4, 8, 10, 16), n_points=5, grid=3, default_k=10)
+    assert params(fig)["K"]["value"] == 10 and params(fig)["K"]["bind"]["options"] == [1, 2, 4, 8, 10, 16]
+    assert {r["k"] for r in fig.spec["datasets"]["paths"]} == {1, 2, 4, 8, 10, 16}
+    for bad in ((1, 4, 2), (0, 1), ()):
+        with pytest.raises(ValueError):
+            live_flow_time(velocity, z[:10], ks=bad)
+    with pytest.raises(ValueError, match="default"):
+        live_flow_time(velocity, z[:10], ks=(1, 2, 4))
 
 
 def test_vega_draws_every_figure(figures):

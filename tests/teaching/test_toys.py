@@ -63,3 +63,21 @@ def test_trained_toy_flow_lowers_loss_and_beats_the_prior():
     d_flow = float(sliced_wasserstein(samples, data, keys[2]))
     d_prior = float(sliced_wasserstein(noise, data, keys[2]))
     assert d_flow < 0.5 * d_prior
+
+
+def test_off_support_counts_what_lies_off_each_toys_shape():
+    import numpy as np
+
+    from rql_lite.teaching.toys import TOY_NAMES, off_support, off_support_fraction
+
+    for name in TOY_NAMES:
+        data = sample_toy(name, jax.random.PRNGKey(1), 20_000)
+        assert off_support_fraction(name, data) < 0.02, name          # the data itself: about 1% or none
+        assert off_support_fraction(name, 3 * data) > 0.5, name       # stretched: mostly off
+    # The checkerboard: black squares are those whose row and column have the same parity.
+    points = np.array([[-1.5, -1.5], [-0.5, -1.5], [0.5, 0.5], [2.5, 0.0]], np.float32)
+    assert off_support("checkerboard", points).tolist() == [False, True, False, True]
+    # The moons: the top of the upper arc is on it, a point below both arcs is not.
+    on_arc = 1.4 * (np.array([[0.0, 1.0]], np.float32) - np.array([0.5, 0.25], np.float32))
+    below = 1.4 * (np.array([[0.0, -1.0]], np.float32) - np.array([0.5, 0.25], np.float32))
+    assert not off_support("two_moons", on_arc)[0] and off_support("two_moons", below)[0]
