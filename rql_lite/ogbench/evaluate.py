@@ -15,14 +15,16 @@ resets with ``episode_seed(seed, i)`` and draws its policy noise from
 episodes are spread over slots, waves and workers.
 
 Videos: the first ``video_episodes`` episodes of each run can record their frames (the envs then
-render: headless Linux uses EGL, see ``env_workers.ensure_headless_gl``); ``rql_lite.ogbench.videos``
-writes them.
+render: headless Linux uses EGL, else OSMesa, see ``env_workers.choose_gl``); ``rql_lite.ogbench.videos``
+writes them. Where no GL backend works, an evaluation that makes its own envs says so in one line on
+stderr and records no frames (``skip_video_without_gl``).
 """
 from __future__ import annotations
 
 import functools
 import math
 import os
+import sys
 import time
 from typing import Any, Sequence
 
@@ -32,7 +34,7 @@ import numpy as np
 
 from rql_lite import checks
 from rql_lite.agent import AgentConfig, TrainState, acting_params, sample_actions
-from rql_lite.ogbench.env_workers import EnvPool, TaskError, env_description, make_env
+from rql_lite.ogbench.env_workers import EnvPool, TaskError, env_description, gl_status, make_env
 
 DEFAULT_RENDER_SIZE = 200  # OGBench's default render width and height
 
@@ -197,6 +199,16 @@ def _no_episodes(runs: int) -> list[dict[str, Any]]:
             for _ in range(runs)]
 
 
+def skip_video_without_gl(video_episodes) -> int:
+    """``video_episodes``, or 0 after one line on stderr saying why, where MuJoCo cannot render."""
+    if checks.is_int(video_episodes) and video_episodes > 0:
+        can_render, why = gl_status()
+        if not can_render:
+            print(f"no video: {why}", file=sys.stderr)
+            return 0
+    return video_episodes
+
+
 def evaluate(env, state: TrainState, num_episodes: int, seed: int = 0, video_episodes: int = 0,
              video_every: int = 1, max_steps: int | None = None, exact: bool | None = None) -> dict[str, Any]:
     """Roll out ``state``'s EMA policy for ``num_episodes`` episodes in ``env``, one after another.
@@ -223,6 +235,7 @@ def evaluate(env, state: TrainState, num_episodes: int, seed: int = 0, video_epi
     """
     own = isinstance(env, str)
     if own:
+        video_episodes = skip_video_without_gl(video_episodes)
         env = make_eval_env(env, render=checks.is_int(video_episodes) and video_episodes > 0)
     try:
         checks.check_int(num_episodes, "num_episodes", 0)
@@ -328,6 +341,7 @@ def evaluate_many(tasks: Sequence[str], states: TrainState, num_episodes: int, s
 
     own = pool is None
     if own:
+        video_episodes = skip_video_without_gl(video_episodes)
         pool = eval_pool(tasks, episodes, workers, max_envs, render=video_episodes > 0)
     try:
         for r in range(runs):
