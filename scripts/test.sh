@@ -19,7 +19,8 @@ trap 'rm -rf "$work"' EXIT
 cp -r _config.yml _toc.yml book notebooks "$work/"
 
 start=$(date +%s)
-python -m pytest --nbmake --overwrite -p no:cacheprovider -q --durations=0 -n auto --dist worksteal \
+# A cell that runs past 5 minutes fails its notebook (named, with the cell) instead of stalling the run.
+python -m pytest --nbmake --nbmake-timeout=300 --overwrite -p no:cacheprovider -q --durations=0 -n auto --dist worksteal \
     "$work/notebooks" "$work/book"
 echo "smoke notebook suite: $(( $(date +%s) - start )) s on $(nproc) CPU cores"
 
