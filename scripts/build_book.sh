@@ -10,7 +10,8 @@
 # folder, so a CI cache of _build/.jupyter_cache carries it along.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export RQL_PROFILE="${RQL_PROFILE:-full}" MUJOCO_GL="${MUJOCO_GL:-egl}"
+# RQL_BOOK_BUILD: the chapters show no progress bars (they would land in the pages as widgets).
+export RQL_PROFILE="${RQL_PROFILE:-full}" MUJOCO_GL="${MUJOCO_GL:-egl}" RQL_BOOK_BUILD=1
 start=$(date +%s)
 
 cache=_build/.jupyter_cache
