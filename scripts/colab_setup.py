@@ -57,7 +57,7 @@ def pinned(freeze: str) -> list[str]:
 
 def requirements_of(name: str, pip: list[str]) -> list[str]:
     """The unconditional requirements of ``name``'s newest release, from PyPI's metadata (no download)."""
-    done = subprocess.run(pip + ["install", "--dry-run", "--no-deps", "-q", "--report", "-", name],
+    done = subprocess.run(pip + ["install", "--dry-run", "--no-deps", "--ignore-installed", "-q", "--report", "-", name],
                           capture_output=True, text=True, check=True)
     report = json.loads(done.stdout[done.stdout.index("{"):])
     return [r for r in report["install"][0]["metadata"].get("requires_dist", []) if "extra ==" not in r]

@@ -221,7 +221,7 @@ real_run = subprocess.run
 installs = []
 def run(cmd, *args, **kwargs):
     cmd = list(cmd)
-    if "install" in cmd and mode == "dry":
+    if "install" in cmd and mode == "dry" and "--dry-run" not in cmd:  # the setup's own dry runs stay as they are
         out = f"{report}.pip{len(installs)}.json"
         installs.append(out)
         cmd += ["--dry-run", "--report", out]
