@@ -156,8 +156,8 @@ def gpu_line(backend: str) -> str | None:
     """The one line a chapter that trains prints when JAX computes on the CPU; ``None`` otherwise."""
     if backend != "cpu":
         return None
-    return ("No GPU attached: JAX computes on the CPU, so this chapter trains at its CPU size. For a GPU: "
-            "Runtime > Change runtime type > T4 GPU, then run the chapter again.")
+    return ("No GPU attached: JAX computes on the CPU, so training here is slower (chapter 6 drops to its CPU "
+            "size). For a GPU: Runtime > Change runtime type > T4 GPU, then run the chapter again.")
 
 
 def setup(clone: str, folder: str, trains: bool = False) -> None:
