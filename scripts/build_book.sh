@@ -10,7 +10,8 @@
 # folder, so a CI cache of _build/.jupyter_cache carries it along.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export RQL_PROFILE="${RQL_PROFILE:-full}" MUJOCO_GL="${MUJOCO_GL:-egl}"
+# RQL_BOOK_BUILD: the chapters show no progress bars (they would land in the pages as widgets).
+export RQL_PROFILE="${RQL_PROFILE:-full}" MUJOCO_GL="${MUJOCO_GL:-egl}" RQL_BOOK_BUILD=1
 start=$(date +%s)
 
 cache=_build/.jupyter_cache
@@ -32,6 +33,12 @@ fi
 fresh=--all
 [ "$(cat _build/.built-key 2>/dev/null)" = "$key" ] && fresh=
 rm -f _build/.built-key
-jupyter-book build . $fresh -W -n --keep-going
+rm -rf _build/html/reports  # myst-nb's reports of chapters that failed to execute: this build's only
+if ! jupyter-book build . $fresh -W -n --keep-going; then
+    # Name each chapter that failed to execute, its error and the cell (a cell that ran past the
+    # execute timeout of _config.yml is a CellTimeoutError).
+    python scripts/execution_failures.py _build/html/reports || true
+    exit 1
+fi
 echo "$key" > _build/.built-key
 echo "book built in $(( $(date +%s) - start )) s: _build/html/index.html"

