@@ -27,7 +27,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from rql_lite.agent import METHOD_NAMES, config_dict
-from rql_lite.configs import BENCHMARK_DOMAINS, agent_config, benchmark_tasks, domain_of
+from rql_lite.configs import BASELINE_KNOBS, BENCHMARK_DOMAINS, agent_config, benchmark_tasks, domain_of
 from rql_lite.runs.records import Record, default_results_dir, find_records  # noqa: F401  (read here, used by pages)
 
 NOT_RUN = "not run"
@@ -125,6 +125,28 @@ def summarize(records: Iterable[Record]) -> list[Summary]:
             commands=tuple(dict.fromkeys(r.command for r in recs)), records=tuple(r.path for r in recs),
             config=json.loads(config_json)))
     return sorted(out, key=lambda s: (s.task, s.method, -s.steps, -s.n_seeds))
+
+
+def common_step(records: Iterable[Record]) -> int | None:
+    """The largest step at which every given record has an evaluation (its curve), or ``None``."""
+    steps = None
+    for r in records:
+        evaluated = {step for step, _ in r.success_curve}
+        steps = evaluated if steps is None else steps & evaluated
+    return max(steps) if steps else None
+
+
+def summarize_at_step(records: Iterable[Record], step: int) -> list[Summary]:
+    """``summarize`` of every record as it stood at ``step``: its evaluation at that step (from its
+    curve), finished or not. Sound for runs that differ only in their planned length: the key of update
+    ``i`` depends on ``i`` alone (``train``), so a run planned for 40,000 updates is, at 20,000, the run
+    planned for 20,000. A record without an evaluation at ``step`` is left out."""
+    at = []
+    for r in records:
+        rate = dict(r.success_curve).get(step)
+        if rate is not None:
+            at.append(dataclasses.replace(r, steps=step, target_steps=step, success_rate=rate, finished=True))
+    return summarize(at)
 
 
 # --------------------------------------------------------------------------- baselines
@@ -546,6 +568,16 @@ def networks(config: dict) -> str:
             f"heads, batch {config['batch_size']}")
 
 
+def _main_knob(config: dict) -> str:
+    """``", alpha 3"``: the knob a method is tuned by (``configs.BASELINE_KNOBS`` for the baselines), as
+    its config holds it; nothing for the BC agent, which has none."""
+    agent = config.get("agent", "rql")
+    if agent == "bc":
+        return ""
+    knob = BASELINE_KNOBS[agent][0] if agent in BASELINE_KNOBS else "alpha"
+    return f", {knob.replace('_', ' ')} {config[knob]:g}" if knob in config else ""
+
+
 def summaries_html(summaries: Sequence[Summary], records: Iterable[Record] = ()) -> str:
     """Every group of runs of ours: task, method, success with its 95% interval, per seed, and its size
     (updates, seeds, evaluation episodes, data, device, the wall time of the run where ``records`` holds
@@ -564,7 +596,7 @@ def summaries_html(summaries: Sequence[Summary], records: Iterable[Record] = ())
         config = "the paper's configuration" if s.paper_scale else "reduced configuration"
         wall = max((r.wall_time_s for r in by_path.values() if r.path in s.records), default=None)
         wall = f", {wall / 60:.0f} min of wall time" if wall else ""
-        size = f"{s.describe()}{wall}; {config}: {networks(s.config)}, alpha {s.config['alpha']:g}"
+        size = f"{s.describe()}{wall}; {config}: {networks(s.config)}{_main_knob(s.config)}"
         cells = (short_task(s.task), s.method, f"{100 * s.mean:.0f}{ci}",
                  ", ".join(f"{100 * v:.0f}" for v in s.success_rates), size)
         rows.append("<tr>" + "".join(f'<td style="{pad}">{html.escape(str(c))}</td>' for c in cells) + "</tr>")

@@ -183,3 +183,24 @@ def test_a_task_with_only_unfinished_paper_scale_runs_shows_their_steps_and_no_n
     assert "2 seeds" in cell.detail and row.cells["RQL"].text == report.NOT_RUN
     domain = next(r for r in table.rows if r.label == "cube-double-play (5 tasks)")
     assert domain.cells["TFQL"].value is None   # an unfinished run fills no mean
+
+
+def test_runs_stopped_early_are_compared_at_the_last_step_every_run_evaluated(tmp_path):
+    def curve_record(run, seed, agent, points, target):
+        path = write_record(tmp_path, run, seed, points[-1][1], finished=points[-1][0] == target, agent=agent,
+                            steps=points[-1][0], target_steps=target)
+        raw = json.loads(open(path).read())
+        raw["success_curve"] = [{"step": s, "success_rate": v, "episodes": 50, "wall_time_s": 1.0} for s, v in points]
+        records.write_record(path, raw)
+
+    for seed in (0, 1):  # RQL planned for 40 updates, stopped at 20; TFQL planned for and finished at 30
+        curve_record("rql", seed, "rql", [(10, 0.1), (20, 0.5 + 0.1 * seed)], target=40)
+        curve_record("tfql", seed, "tfql", [(10, 0.0), (20, 0.2), (30, 0.9)], target=30)
+    found = report.find_records(str(tmp_path))
+    assert [s.method for s in report.summarize(found)] == ["TFQL"]  # the stopped run is not a finished one
+    assert report.common_step(found) == 20
+    at = {s.method: s for s in report.summarize_at_step(found, 20)}
+    assert sorted(at) == ["RQL", "TFQL"] and all(s.steps == 20 and s.n_seeds == 2 for s in at.values())
+    assert at["RQL"].success_rates == (0.5, 0.6) and at["TFQL"].mean == pytest.approx(0.2)
+    assert report.summarize_at_step(found, 30)[0].method == "TFQL" and len(report.summarize_at_step(found, 30)) == 1
+    assert report.common_step([]) is None
