@@ -218,7 +218,9 @@ def test_ctrl_c_of_the_process_group_leaves_no_process(tmp_path):
         ev.evaluate_many(["fake_eval_env:FakeReach-v0"] * 2, states, 1, [0, 1], workers=2)
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+                            start_new_session=True, env=dict(os.environ, JAX_PLATFORMS="cpu"),
+                            # as a terminal's process has it, even when this test runs in a background job
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         line = proc.stdout.readline()
         assert line.startswith("WORKERS"), proc.stderr.read()

@@ -96,8 +96,11 @@ def start_stalled(hook, argv, compile_cache, timeout=600):
     """Start the hooked command line and return it once it has stalled where ``hook`` says."""
     env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=compile_cache, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
                JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    # Ctrl-C as a terminal delivers it: a child started from a background job (``cmd &`` in a script, as
+    # some CI runners do) inherits SIGINT ignored, and Python then never turns it into KeyboardInterrupt.
     proc = subprocess.Popen([sys.executable, "-c", HOOKED_CLI, hook, *argv], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+                            stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     watchdog = threading.Timer(timeout, proc.kill)
     watchdog.start()
     try:
