@@ -163,7 +163,10 @@ PartitionName=test Nodes={self.host} Default=YES MaxTime=INFINITE State=UP
         while time.time() < deadline and any(_alive(self._pid(n)) for n in DAEMONS):
             time.sleep(0.2)
         left = [n for n in DAEMONS if _alive(self._pid(n))]
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if os.environ.get("RQL_KEEP_SLURM_DIR"):  # to read slurmctld.log and slurmd.log after a failure
+            print(f"SLURM's folder kept: {self.dir}")
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
         self.dir = None
         return left
 

@@ -8,7 +8,8 @@ runs must equal uninterrupted runs of the same programs, bitwise, and ``sweep st
 collect`` must say and copy exactly that.
 
 SLURM holds a requeued job back about two minutes (its ``BeginTime``); a watcher thread starts such
-jobs at once (``scontrol update StartTime=now``) to keep the test short. Production needs no watcher.
+jobs after a few seconds (``scontrol update StartTime=now``) to keep the test short. Production needs no
+watcher.
 """
 import json
 import os
@@ -26,13 +27,23 @@ from rql_lite.runs.records import find_records
 WAIT_S = 240  # far more than the ~1-2 minutes the array takes on two busy cores
 
 
+# Not at once: slurmd refuses to launch a job whose credential it revoked (at the requeue) in the same
+# second as the new credential was made ("Job credential revoked": the element then ends FAILED and is
+# never run again). SLURM's own hold of about two minutes is what keeps this from happening in production.
+RELEASE_AFTER_S = 3
+
+
 def _release_held_back_jobs(cluster, stop: threading.Event, released: list) -> None:
+    held_since: dict[str, float] = {}
     while not stop.is_set():
         for line in cluster.queue():
             job, state, reason = line.split("|")
             if state == "PENDING" and reason == "BeginTime":
-                cluster.run("scontrol", "update", f"JobId={job}", "StartTime=now", check=False)
-                released.append(job)
+                since = held_since.setdefault(job, time.time())
+                if time.time() - since >= RELEASE_AFTER_S:
+                    cluster.run("scontrol", "update", f"JobId={job}", "StartTime=now", check=False)
+                    released.append(job)
+                    del held_since[job]
         stop.wait(0.5)
 
 
