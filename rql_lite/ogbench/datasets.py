@@ -117,6 +117,7 @@ def load_ogbench(
     seed: int = 0,
     episode_length: int = 1000,
     progress: bool = True,
+    log=None,
 ):
     """Make the OGBench env for ``task`` and load its dataset (train and val splits).
 
@@ -128,6 +129,7 @@ def load_ogbench(
       num_episodes, workers, seed, episode_length: generation settings for ``"generated"``
         (``num_episodes=None`` is the published count).
       progress: show a progress bar while a dataset is generated.
+      log: hears that a generated dataset is being made, waited for or made again (default: stderr).
 
     Returns:
       ``(env, train, val, info)``: numpy dicts with OGBench's keys (rewards made sparse for
@@ -167,7 +169,7 @@ def load_ogbench(
     path = os.path.join(folder, f"{name}.npz") if folder else os.path.expanduser(source)
     val_path = path[: -len(".npz")] + "-val.npz"
     if make is not None:
-        ensure_dataset(path, make)
+        ensure_dataset(path, make, log=log)
     else:  # the user's file: checked (a clear message), never replaced
         for split_path in (path, val_path):
             check_npz(split_path)
@@ -178,7 +180,7 @@ def load_ogbench(
             raise
         # Damage check_npz cannot see (a flipped byte deep in an array): make it again, once, unless
         # another process has done so since this one looked.
-        ensure_dataset(path, make, damaged=_stamp(path, val_path))
+        ensure_dataset(path, make, damaged=_stamp(path, val_path), log=log)
         env, train, val = _read(task, path)
     obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
     for split_name, split in (("train", train), ("val", val)):

@@ -16,8 +16,8 @@ Make it where pip reaches PyPI::
 
 and install it on the node with nothing but pip (no index; the image's packages stay)::
 
-    python3 -m pip install --no-index --no-deps --target /tmp/rql-site kit/*.whl
-    export PYTHONPATH=/tmp/rql-site
+    python3 -m pip install --no-index --no-deps --target rql-site kit/*.whl
+    export PYTHONPATH=$PWD/rql-site
 
 (``scripts/gpu_node.sh`` does exactly that, then runs ``python -m rql_lite node``.) Videos on the
 node are written as GIF with Pillow, which the image has: ffmpeg is not in the kit.
