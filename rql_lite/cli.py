@@ -380,7 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", required=True, help="run directory: run.json, checkpoint, records/")
     tr.add_argument("--profile", default="smoke", choices=["smoke", "full"],
                     help="smoke: tiny networks and steps, the CPU check; full: the paper's (default: %(default)s)")
-    tr.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
+    tr.add_argument("--resume", action="store_true",
+                    help="continue the run in --out exactly where it stopped; with a larger --steps, extend it (the "
+                         "result is the run planned for that many steps: the key of update i depends on i alone)")
     tr.add_argument("--set", nargs="*", metavar="NAME=VALUE", help="override hyperparameters, e.g. alpha=3 expectile=0.7")
     tr.add_argument("--eval-every", type=COUNT, default=None, help="evaluate every this many steps (profile default)")
     tr.add_argument("--eval-episodes", type=NON_NEGATIVE, default=None,

@@ -44,8 +44,8 @@ from rql_lite.ogbench.datasets import load_ogbench
 from rql_lite.ogbench.evaluate import eval_pool, evaluate_many
 from rql_lite.ogbench.videos import write_video
 from rql_lite.runs import checkpoint, records
-from rql_lite.runs.rundir import (CHECKPOINT_FILE, LOCK_FILE, RUN_FILE, RunDirectoryLock, check_not_busy, read_run_info,
-                                  remove_stale_temporaries, signals_deferred)
+from rql_lite.runs.rundir import (CHECKPOINT_FILE, LOCK_FILE, RUN_FILE, RunDirectoryLock, check_checkpoint_identity,
+                                  check_not_busy, read_run_info, remove_stale_temporaries, signals_deferred)
 from rql_lite.runs.spec import RunSpec
 from rql_lite.train import TrainingInterrupted, default_batching, device_description, init_states, run_layout, train
 
@@ -68,8 +68,18 @@ def check_out_dir(spec: RunSpec, resume: bool) -> dict | None:
         existing = read_run_info(spec.out)
         theirs = existing.get("identity", {})
         mine = json.loads(json.dumps(spec.identity()))  # as run.json stores it (tuples become lists)
-        if theirs != mine:
-            diff = sorted(k for k in set(theirs) | set(mine) if theirs.get(k) != mine.get(k))
+        diff = sorted(k for k in set(theirs) | set(mine) if theirs.get(k) != mine.get(k))
+        if diff == ["steps"] and isinstance(theirs.get("steps"), int):
+            # Only the length differs: --resume with more steps extends the run (update i's random key
+            # depends on i alone, so the result is the run planned for that many); fewer is refused.
+            if not resume:
+                raise ValueError(f"{spec.out} holds this run planned for {theirs['steps']} steps; pass --resume to "
+                                 f"extend it to {mine['steps']}, or choose another --out")
+            if mine["steps"] < theirs["steps"]:
+                raise ValueError(f"{spec.out} holds this run planned for {theirs['steps']} steps; --steps can only grow "
+                                 f"on --resume (got {mine['steps']}). To compare at fewer steps, read its records' "
+                                 f"curves there, or start a new --out")
+        elif theirs != mine:
             detail = "; ".join(f"{k}: {json.dumps(theirs.get(k))} there, {json.dumps(mine.get(k))} here" for k in diff)
             raise ValueError(f"{spec.out} holds another run's results (it differs in {detail}); choose another --out")
         # Not part of what the run is, but of what its records mean: a resumed run must evaluate as before.
@@ -158,7 +168,19 @@ def run(spec: RunSpec, resume: bool = False, progress: bool = True, log=print,
             job.deadline = started + 60.0 * max_minutes
         if existing is None:
             write_json_atomic(os.path.join(spec.out, RUN_FILE), job.run_info)
+        elif existing["identity"]["steps"] != spec.steps:
+            write_json_atomic(os.path.join(spec.out, RUN_FILE), extended_run_info(existing, job.run_info))
+            log(f"extending {spec.out} from {existing['identity']['steps']} to {spec.steps} steps")
         return job.run_to_completion(dataset, resume=existing is not None, progress=progress)
+
+
+def extended_run_info(existing: dict, now: dict) -> dict:
+    """``existing`` run.json with its planned steps (identity, spec, command) raised to ``now``'s, and
+    one more entry in ``extended``: when, from how many steps, and the code that continued it."""
+    step = {"from_steps": existing["identity"]["steps"], "to_steps": now["identity"]["steps"], "at": utc_now(),
+            "git_commit": now["git_commit"], "command": now["command"]}
+    return {**existing, "identity": now["identity"], "spec": now["spec"], "command": now["command"],
+            "extended": [*existing.get("extended", []), step]}
 
 
 class SegmentEnded(Exception):
@@ -230,10 +252,12 @@ class _Run:
     def resume_from_checkpoint(self, states):
         """The states of the latest good checkpoint (the previous one if the latest is damaged)."""
         try:
-            states, meta, used, problems = checkpoint.load_latest(self.ckpt_path, states, expected=self.expected())
+            states, meta, used, problems = checkpoint.load_latest(self.ckpt_path, states,
+                                                                  expected={"config": config_dict(self.config)})
         except checkpoint.NoCheckpoint:
             self.log(f"no checkpoint in {self.spec.out} yet: starting from step 0")
             return states
+        check_checkpoint_identity(used, meta, self.spec.identity())
         for problem in problems:
             self.log(f"warning: {problem}")
         if used != self.ckpt_path and os.path.exists(self.ckpt_path):

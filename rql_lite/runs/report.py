@@ -136,6 +136,15 @@ def common_step(records: Iterable[Record]) -> int | None:
     return max(steps) if steps else None
 
 
+def matched_step(records: Iterable[Record]) -> int | None:
+    """The step to compare ``records`` (one task's runs) at: ``common_step`` when they stand at different
+    steps (one stopped early, or one extended further), ``None`` when all finished at the same step."""
+    records = list(records)
+    if all(r.finished for r in records) and len({r.steps for r in records}) <= 1:
+        return None
+    return common_step(records)
+
+
 def summarize_at_step(records: Iterable[Record], step: int) -> list[Summary]:
     """``summarize`` of every record as it stood at ``step``: its evaluation at that step (from its
     curve), finished or not. Sound for runs that differ only in their planned length: the key of update

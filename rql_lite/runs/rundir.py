@@ -176,14 +176,25 @@ def load_run(run_dir: str, log=None):
     states, _ = init_states(config, seeds)
     ckpt_path = os.path.join(run_dir, CHECKPOINT_FILE)
     try:
-        states, meta, used, problems = checkpoint.load_latest(
-            ckpt_path, states, expected={"identity": info["identity"], "config": info["config"]})
+        states, meta, used, problems = checkpoint.load_latest(ckpt_path, states, expected={"config": info["config"]})
     except checkpoint.NoCheckpoint:
         raise ValueError(f"{run_dir} has no checkpoint yet (its training stopped before the first save); train "
                          f"it further first: {info.get('command', 'python -m rql_lite train ...')} --resume") from None
+    check_checkpoint_identity(used, meta, info["identity"])
     for problem in problems:
         (log or _warn)(f"warning: {problem}; using {used} (step {meta['step']})")
     return info, states, meta
+
+
+def check_checkpoint_identity(path: str, meta: dict, identity: dict) -> None:
+    """Refuse a checkpoint (its ``meta``data) of another run than ``identity`` (run.json's). Its
+    planned steps may be fewer: checkpoints saved before a run was extended keep the shorter plan."""
+    theirs, mine = meta.get("identity", {}), json.loads(json.dumps(identity))
+    planned = theirs.get("steps") if isinstance(theirs, dict) else None
+    if (not isinstance(planned, int) or {**theirs, "steps": None} != {**mine, "steps": None}
+            or planned > mine["steps"] or int(meta.get("step", 0)) > mine["steps"]):
+        raise ValueError(f"checkpoint {path} belongs to another run: its identity is {theirs!r}, this run's is "
+                         f"{mine!r}; use a fresh --out or the original settings")
 
 
 def _warn(message: str) -> None:

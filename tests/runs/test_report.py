@@ -204,3 +204,12 @@ def test_runs_stopped_early_are_compared_at_the_last_step_every_run_evaluated(tm
     assert at["RQL"].success_rates == (0.5, 0.6) and at["TFQL"].mean == pytest.approx(0.2)
     assert report.summarize_at_step(found, 30)[0].method == "TFQL" and len(report.summarize_at_step(found, 30)) == 1
     assert report.common_step([]) is None
+    assert report.matched_step(found) == 20
+
+    # Both finished, one planned (or extended) twice as long: still compared where both evaluated.
+    for seed in (0, 1):
+        curve_record("rql", seed, "rql", [(10, 0.1), (20, 0.5), (30, 0.7), (40, 0.8)], target=40)
+    found = report.find_records(str(tmp_path))
+    assert all(r.finished for r in found) and report.matched_step(found) == 30
+    tfql_only = [r for r in found if r.method == "TFQL"]
+    assert report.matched_step(tfql_only) is None  # all at one step, finished: nothing to match

@@ -127,10 +127,16 @@ def test_a_multi_task_run_in_segments_ends_bitwise_as_one_uninterrupted_run(tmp_
 
 
 def test_a_resume_that_changes_the_run_or_its_evaluation_is_refused_by_name(capsys, data_dir, straight_dir):
-    # Only the steps differ: the message names them with both values, and nothing else.
-    code, err = cli(capsys, *train_argv(straight_dir, data_dir, "--steps", "60", "--resume"))
-    assert_one_line_error(code, err, "differs in steps: 40 there, 60 here")
-    assert "overrides" not in err
+    # Another value of one knob: the message names it with both values, and nothing else.
+    code, err = cli(capsys, *train_argv(straight_dir, data_dir, "--seeds", "0", "2", "--resume"))
+    assert_one_line_error(code, err, "differs in seeds: [0, 1] there, [0, 2] here")
+    assert "overrides" not in err and "steps" not in err
+    # Fewer steps than planned: a run is never cut back (its records already say more).
+    code, err = cli(capsys, *train_argv(straight_dir, data_dir, "--steps", "20", "--resume"))
+    assert_one_line_error(code, err, "planned for 40 steps", "can only grow", "got 20")
+    # More steps without --resume: say that --resume extends it.
+    code, err = cli(capsys, *train_argv(straight_dir, data_dir, "--steps", "60"))
+    assert_one_line_error(code, err, "planned for 40 steps", "--resume to extend it to 60")
     # The records' success rates were measured with 1 episode of at most 20 steps: a resume must keep that.
     code, err = cli(capsys, *train_argv(straight_dir, data_dir, "--eval-episodes", "5", "--resume"))
     assert_one_line_error(code, err, "--eval-episodes 1", "got 5")
@@ -151,3 +157,37 @@ def test_export_keeps_an_existing_file_unless_told_and_evaluate_picks_a_task(tmp
     assert main(["evaluate", "--run", str(out), "--task", TASK1, "--episodes", "1", "--max-steps", "5"]) == 0
     printed = capsys.readouterr().out
     assert TASK1 in printed and TASK not in printed.replace(TASK1, "")
+
+
+def test_a_finished_run_extended_with_more_steps_is_the_run_planned_that_long(tmp_path, capsys, data_dir, straight):
+    """20 steps, finished; then --steps 40 --resume: the records and (bitwise) the parameters of the
+    40-step run, and run.json says when and from how many steps it was extended."""
+    out = tmp_path / "run"
+    run(spec(out, data_dir, steps=20), **QUIET)
+    assert json.loads((out / "records" / "seed0.json").read_text())["finished"]
+    code, err = cli(capsys, *train_argv(out, data_dir, "--resume"))
+    assert code == 0, err
+    assert_same_outcome(out, straight)
+    info = json.loads((out / "run.json").read_text())
+    assert info["identity"]["steps"] == 40 and "--steps 40" in info["command"]
+    [extension] = info["extended"]
+    assert extension["from_steps"] == 20 and extension["to_steps"] == 40 and "--resume" not in extension["command"]
+
+
+def test_a_checkpoint_of_the_shorter_plan_belongs_to_the_extended_run(tmp_path, data_dir):
+    """Between the extension's run.json and its first save, the checkpoint still holds the shorter plan:
+    evaluate, export and --resume accept it; a longer plan or another knob is still another run."""
+    from rql_lite.runs.rundir import check_checkpoint_identity
+
+    out = tmp_path / "run"
+    run(spec(out, data_dir, steps=20), **QUIET)
+    info = json.loads((out / "run.json").read_text())
+    info["identity"]["steps"] = 40
+    (out / "run.json").write_text(json.dumps(info))
+    _, _, meta = load_run(str(out))
+    assert meta["identity"]["steps"] == 20 and meta["step"] == 20
+    check_checkpoint_identity("c", meta, info["identity"])
+    with pytest.raises(ValueError, match="belongs to another run"):
+        check_checkpoint_identity("c", meta, {**info["identity"], "steps": 10})
+    with pytest.raises(ValueError, match="belongs to another run"):
+        check_checkpoint_identity("c", meta, {**info["identity"], "seeds": [0, 2]})
