@@ -215,19 +215,21 @@ def check_writable_directory(path: str, what: str) -> None:
                          f"directory or change its permissions")
 
 
-def git_commit() -> str | None:
-    """The commit of the checkout ``rql_lite`` runs from, with ``+dirty`` for uncommitted changes.
+def git_commit(where: str | None = None) -> str | None:
+    """The commit of the checkout ``rql_lite`` runs from (or ``where``), with ``+dirty`` for uncommitted
+    changes to tracked files outside ``results/``: a run writing its own committed records there does
+    not make the code it runs dirty.
 
     ``RQL_GIT_COMMIT``, when set, wins: a copy of a checkout sent to another machine (a GPU node's)
     may carry a stale ``.git`` or none, while whoever sent it knows the commit it was copied at.
     """
     if os.environ.get("RQL_GIT_COMMIT"):
         return os.environ["RQL_GIT_COMMIT"]
-    here = os.path.dirname(os.path.abspath(__file__))
+    here = where or os.path.dirname(os.path.abspath(__file__))
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=here)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, check=True, cwd=here)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)",
+                                ":(top,exclude)results"], capture_output=True, text=True, check=True, cwd=here)
     except (OSError, subprocess.CalledProcessError):
         return None
     return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")

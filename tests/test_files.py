@@ -1,6 +1,7 @@
 """rql_lite.files: the one atomic writer, and the stale-temporary cleanup that recognises its files."""
 import json
 import os
+import subprocess
 
 import numpy as np
 import pytest
@@ -54,3 +55,22 @@ def test_sha256_of_several_files_is_one_digest_in_order(tmp_path):
     (tmp_path / "c").write_bytes(b"abc")
     digest = files.sha256_of([str(tmp_path / "a"), str(tmp_path / "b")])
     assert digest == files.sha256_of([str(tmp_path / "c")]) != files.sha256_of([str(tmp_path / "b"), str(tmp_path / "a")])
+
+
+def test_git_commit_is_dirty_for_code_changes_not_for_records_under_results(tmp_path, monkeypatch):
+    monkeypatch.delenv("RQL_GIT_COMMIT", raising=False)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    subprocess.run(git + ["init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "rql_lite").mkdir()
+    (tmp_path / "results" / "run").mkdir(parents=True)
+    (tmp_path / "rql_lite" / "a.py").write_text("x = 1\n")
+    (tmp_path / "results" / "run" / "seed0.json").write_text("{}\n")
+    subprocess.run(git + ["add", "-A"], cwd=tmp_path, check=True)
+    subprocess.run(git + ["commit", "-qm", "c"], cwd=tmp_path, check=True)
+    where = str(tmp_path / "rql_lite")
+    clean = files.git_commit(where)
+    assert clean and len(clean) == 40
+    (tmp_path / "results" / "run" / "seed0.json").write_text('{"steps": 20}\n')  # a run writing its record
+    assert files.git_commit(where) == clean
+    (tmp_path / "rql_lite" / "a.py").write_text("x = 2\n")
+    assert files.git_commit(where) == clean + "+dirty"
