@@ -24,7 +24,7 @@ from rql_lite.bench import suite
 from rql_lite.files import check_writable_directory
 from rql_lite.ogbench.datasets import DEFAULT_DATA_DIR, generated_folder
 from rql_lite.ogbench.evaluate import evaluate_many
-from rql_lite.ogbench.generate import generate_dataset
+from rql_lite.ogbench.generate import generate_dataset, published_episode_length
 from rql_lite.ogbench.videos import write_video
 from rql_lite.runs import checkpoint
 from rql_lite.runs import kit, sweep
@@ -175,10 +175,11 @@ def _run_label(record: dict) -> str:
 
 def _generate(args) -> int:
     # By default, the folder that `train --dataset generated` reads for these settings.
+    episode_length = args.episode_length or published_episode_length(args.name)
     out = os.path.expanduser(args.out) if args.out else generated_folder(
-        num_episodes=args.episodes, seed=args.seed, episode_length=args.episode_length)
+        num_episodes=args.episodes, seed=args.seed, episode_length=episode_length)
     result = generate_dataset(args.name, out, num_episodes=args.episodes, seed=args.seed, workers=args.workers,
-                              episode_length=args.episode_length)
+                              episode_length=episode_length)
     stats = result.stats
     print(f"wrote {result.train_path} and {result.val_path}: {stats['num_transitions']} transitions in "
           f"{stats['seconds']:.1f} s ({stats['transitions_per_second']:.0f} transitions/s, {stats['workers']} workers)")
@@ -409,12 +410,14 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--no-progress", action="store_true")
     tr.set_defaults(func=_train)
 
-    gen = sub.add_parser("generate", help="generate a manipulation play dataset with OGBench's oracles")
-    gen.add_argument("name", help="e.g. cube-double-play-v0 (or a singletask name)")
+    gen = sub.add_parser("generate", help="generate a manipulation play dataset (OGBench's oracles) or a point-maze "
+                                             "navigate dataset (OGBench's noisy subgoal controller)")
+    gen.add_argument("name", help="e.g. cube-double-play-v0 or pointmaze-medium-navigate-v0 (or a singletask name)")
     gen.add_argument("--out", default=None,
                      help="folder (default: where train --dataset generated looks, ~/.rql_lite/datasets/generated/...)")
     gen.add_argument("--episodes", type=COUNT, default=None, help="train episodes (default: the published count)")
-    gen.add_argument("--episode-length", type=COUNT, default=1000)
+    gen.add_argument("--episode-length", type=COUNT, default=None,
+                     help="steps per episode (default: the published dataset's, 1000, or 2000 for the giant maze)")
     gen.add_argument("--workers", type=COUNT, default=1)
     gen.add_argument("--seed", type=NON_NEGATIVE, default=0)
     gen.set_defaults(func=_generate)

@@ -32,11 +32,22 @@ DOMAINS: dict[str, dict] = {
     "humanoidmaze-large-navigate": dict(sparse=False, alpha=0.3, expectile=0.5, pessimism=0.0, horizon=1, discount=0.995),
     # Not in the paper: the easiest cube task, used for CPU-sized runs; cube-double's settings.
     "cube-single-play": dict(sparse=False, alpha=10.0, expectile=0.9, pessimism=0.5, horizon=5, discount=0.99),
+    # Not in the paper (never among its 50 tasks): OGBench's point mazes, whose data a scripted controller
+    # makes, for the horizon study. Settings by analogy with the paper's maze domains: antmaze's alpha, kappa,
+    # pessimism and h = 1 (OGBench's maze rewards are already -1 / 0); medium and large take
+    # antmaze-large's discount, giant takes antmaze-giant's.
+    "pointmaze-medium-navigate": dict(sparse=False, alpha=0.1, expectile=0.5, pessimism=0.5, horizon=1, discount=0.99),
+    "pointmaze-large-navigate": dict(sparse=False, alpha=0.1, expectile=0.5, pessimism=0.5, horizon=1, discount=0.99),
+    "pointmaze-giant-navigate": dict(sparse=False, alpha=0.1, expectile=0.5, pessimism=0.5, horizon=1, discount=0.995),
 }
+# The point mazes' settings borrow from this paper domain (the baselines' knobs included).
+POINTMAZE_ANALOGUE = {"pointmaze-medium-navigate": "antmaze-large-navigate",
+                      "pointmaze-large-navigate": "antmaze-large-navigate",
+                      "pointmaze-giant-navigate": "antmaze-giant-navigate"}
 
 # Each baseline's main knob per domain: the settings behind the published baseline numbers (the QAM
 # release's experiments/reproduce.py, whose runs the RQL paper's table reports), as
-# (AgentConfig field, {domain: value}). cube-single (not in the paper) takes cube-double's.
+# (AgentConfig field, {domain: value}). The domains outside the paper borrow (``_with_extra_domains``).
 _FQL = {"scene-play": 300.0, "puzzle-3x3-play": 300.0, "puzzle-4x4-play": 1.0, "cube-double-play": 300.0,
         "cube-triple-play": 30.0, "cube-quadruple-play": 100.0, "antmaze-large-navigate": 3.0,
         "antmaze-giant-navigate": 3.0, "humanoidmaze-medium-navigate": 30.0, "humanoidmaze-large-navigate": 30.0}
@@ -49,11 +60,21 @@ _FAWAC = {"scene-play": 6.4, "puzzle-3x3-play": 0.8, "puzzle-4x4-play": 0.8, "cu
 _FBRAC = {"scene-play": 100.0, "puzzle-3x3-play": 0.03, "puzzle-4x4-play": 0.3, "cube-double-play": 0.1,
           "cube-triple-play": 0.03, "cube-quadruple-play": 1.0, "antmaze-large-navigate": 0.1,
           "antmaze-giant-navigate": 0.1, "humanoidmaze-medium-navigate": 30.0, "humanoidmaze-large-navigate": 10.0}
+
+
+def _with_extra_domains(knob: dict[str, float]) -> dict[str, float]:
+    """A baseline's published knob per paper domain, plus the domains outside the paper: cube-single
+    takes cube-double's, each point maze its antmaze analogue's."""
+    extra = {"cube-single-play": knob["cube-double-play"]}
+    extra.update({maze: knob[analogue] for maze, analogue in POINTMAZE_ANALOGUE.items()})
+    return {**knob, **extra}
+
+
 BASELINE_KNOBS: dict[str, tuple[str, dict[str, float]]] = {
-    "fql": ("distill_weight", {**_FQL, "cube-single-play": _FQL["cube-double-play"]}),
-    "ifql": ("expectile", {**_IFQL, "cube-single-play": _IFQL["cube-double-play"]}),
-    "fawac": ("inv_temperature", {**_FAWAC, "cube-single-play": _FAWAC["cube-double-play"]}),
-    "fbrac": ("alpha", {**_FBRAC, "cube-single-play": _FBRAC["cube-double-play"]}),
+    "fql": ("distill_weight", _with_extra_domains(_FQL)),
+    "ifql": ("expectile", _with_extra_domains(_IFQL)),
+    "fawac": ("inv_temperature", _with_extra_domains(_FAWAC)),
+    "fbrac": ("alpha", _with_extra_domains(_FBRAC)),
 }
 # The reference implementations of the four baselines act with the online policy (no EMA copy). BC
 # flow keeps RQL's EMA: it is RQL without its value.

@@ -115,7 +115,7 @@ def load_ogbench(
     num_episodes: int | None = None,
     workers: int = 1,
     seed: int = 0,
-    episode_length: int = 1000,
+    episode_length: int | None = None,
     progress: bool = True,
     log=None,
 ):
@@ -127,7 +127,7 @@ def load_ogbench(
         locally with OGBench's oracles if missing, then cached under ``data_dir``), or the
         path of a ``NAME.npz`` file in OGBench's layout (``NAME-val.npz`` beside it).
       num_episodes, workers, seed, episode_length: generation settings for ``"generated"``
-        (``num_episodes=None`` is the published count).
+        (``None`` is the published count and length).
       progress: show a progress bar while a dataset is generated.
       log: hears that a generated dataset is being made, waited for or made again (default: stderr).
 
@@ -140,6 +140,7 @@ def load_ogbench(
     import ogbench
 
     name = dataset_name_for_task(task)
+    episode_length = generate.published_episode_length(name) if episode_length is None else episode_length
     data_dir = os.path.expanduser(data_dir)
     if source == "official":
         folder = os.path.join(data_dir, "official")
@@ -157,8 +158,9 @@ def load_ogbench(
         try:
             generate.get_recipe(name)
         except ValueError:
-            raise ValueError(f"{name} cannot be generated offline (only the manipulation datasets have "
-                             f"oracles in ogbench); use --dataset official where there is internet") from None
+            raise ValueError(f"{name} cannot be generated offline (only the manipulation play datasets and the "
+                             f"point-maze navigate datasets have scripted recipes in ogbench); use --dataset "
+                             f"official where there is internet") from None
 
         def make():
             generate.generate_dataset(name, folder, num_episodes=num_episodes, seed=seed, workers=workers,

@@ -1,4 +1,5 @@
-"""Regenerate OGBench manipulation "play" datasets locally with OGBench's scripted oracles.
+"""Regenerate OGBench datasets locally with OGBench's own scripted recipes: the manipulation "play"
+datasets (scripted oracles) and the point-maze "navigate" datasets (a noisy subgoal controller).
 
 OGBench's ``make_env_and_datasets`` downloads its datasets; without internet we rebuild
 them with the same recipe the OGBench authors used for the published ``*-play-v0`` files:
@@ -10,6 +11,10 @@ them with the same recipe the OGBench authors used for the published ``*-play-v0
   ``env.unwrapped.set_new_target`` every time the current plan runs out;
 * 1000 train episodes (3000 for cube-triple, 5000 for cube-quadruple) plus 10% validation
   episodes, written to ``NAME.npz`` and ``NAME-val.npz``.
+
+and for ``pointmaze-{medium,large,giant}-navigate-v0`` the navigate recipe of
+``rql_lite.ogbench.maze_navigate`` (OGBench's ``generate_locomaze.py``, noise 0.5): 1000 episodes of
+1000 steps for medium and large, 500 of 2000 for giant, plus 10% validation episodes.
 
 File layout (what ``ogbench.utils.load_dataset`` expects): every episode contributes
 ``episode_length + 1`` rows ``(observation, action, terminal, qpos, qvel[, button_states])``.
@@ -37,6 +42,7 @@ from tqdm.auto import tqdm  # a widget in Jupyter and Colab, text in a terminal
 from rql_lite import checks
 from rql_lite.configs import dataset_name_for_task
 from rql_lite.files import atomic_path
+from rql_lite.ogbench import maze_navigate
 from rql_lite.ogbench.env_workers import prepare_for_envs
 
 ORACLE_NOISE = 0.1
@@ -53,12 +59,17 @@ class Recipe:
       p_stack: ``(low, high)``; each episode draws its cube-stacking probability from
         ``U(low, high)``. ``None`` leaves ``set_new_target``'s default (scene, puzzle).
       num_episodes: default number of train episodes.
+      episode_length: default steps (= loadable transitions) per episode; OGBench's
+        ``max_episode_steps`` is one more.
+
+    ``family == "pointmaze"`` uses the navigate controller instead of oracles.
     """
 
     env_id: str
     family: str
     p_stack: tuple[float, float] | None
     num_episodes: int
+    episode_length: int = 1000
 
 
 DATASETS: dict[str, Recipe] = {
@@ -69,6 +80,10 @@ DATASETS: dict[str, Recipe] = {
     "scene-play-v0": Recipe("scene-v0", "scene", None, 1000),
     "puzzle-3x3-play-v0": Recipe("puzzle-3x3-v0", "puzzle", None, 1000),
     "puzzle-4x4-play-v0": Recipe("puzzle-4x4-v0", "puzzle", None, 1000),
+    # Not among the paper's domains: the horizon study's mazes (data_gen_scripts/commands.sh).
+    "pointmaze-medium-navigate-v0": Recipe("pointmaze-medium-v0", "pointmaze", None, 1000),
+    "pointmaze-large-navigate-v0": Recipe("pointmaze-large-v0", "pointmaze", None, 1000),
+    "pointmaze-giant-navigate-v0": Recipe("pointmaze-giant-v0", "pointmaze", None, 500, episode_length=2000),
 }
 
 class GeneratedDataset(tuple):
@@ -110,6 +125,15 @@ def get_recipe(dataset_name: str) -> Recipe:
     )
 
 
+def published_episode_length(dataset_name: str) -> int:
+    """Steps per episode of the published dataset (or a task using it): the recipe's, 1000 where this
+    project has no recipe (OGBench's other datasets)."""
+    try:
+        return get_recipe(dataset_name).episode_length
+    except ValueError:
+        return 1000
+
+
 def generate_dataset(
     dataset_name: str,
     out_dir: str,
@@ -117,7 +141,7 @@ def generate_dataset(
     val_fraction: float = 0.1,
     seed: int = 0,
     workers: int = 1,
-    episode_length: int = 1000,
+    episode_length: int | None = None,
     progress: bool = True,
 ) -> GeneratedDataset:
     """Generate ``NAME.npz`` and ``NAME-val.npz`` for one play dataset.
@@ -132,7 +156,8 @@ def generate_dataset(
         ``-val`` file too.
       seed: base seed; episode ``i`` is seeded from ``(seed, i)``.
       workers: number of processes; ``1`` runs in this process.
-      episode_length: environment steps (= loadable transitions) per episode.
+      episode_length: environment steps (= loadable transitions) per episode; ``None`` uses the
+        recipe's (1000, or 2000 for the giant maze).
       progress: show a tqdm progress bar over episodes.
 
     Returns:
@@ -142,6 +167,7 @@ def generate_dataset(
     recipe = get_recipe(dataset_name)
     name = dataset_name_for_task(dataset_name)
     num_train = recipe.num_episodes if num_episodes is None else checks.check_int(num_episodes, "num_episodes", 1)
+    episode_length = recipe.episode_length if episode_length is None else episode_length
     checks.check_int(episode_length, "episode_length", 1)
     checks.check_int(workers, "workers", 1)
     if not 0.0 <= val_fraction < 1.0:
@@ -225,7 +251,11 @@ def _env_and_oracles(recipe: Recipe, episode_length: int):
     """
     prepare_for_envs()  # before MuJoCo's first import: EGL, not GLFW, on a headless machine
     import gymnasium
-    import ogbench  # noqa: F401  (registers the manipulation envs with gymnasium)
+    import ogbench  # noqa: F401  (registers the manipulation and maze envs with gymnasium)
+
+    if recipe.family == "pointmaze":
+        env = gymnasium.make(recipe.env_id, terminate_at_goal=False, max_episode_steps=episode_length + 1)
+        return env, maze_navigate.maze_cells(env.unwrapped.maze_map)  # the controller needs only the cells
     from ogbench.manipspace.oracles.plan.button_plan import ButtonPlanOracle
     from ogbench.manipspace.oracles.plan.cube_plan import CubePlanOracle
     from ogbench.manipspace.oracles.plan.drawer_plan import DrawerPlanOracle
@@ -275,7 +305,10 @@ def _collect_episode(recipe: Recipe, episode_length: int, seed: int, index: int)
             attempt_seed = np.random.SeedSequence(seed, spawn_key=(index, attempt))
             env_seed, oracle_seed = attempt_seed.generate_state(2)
             np.random.seed(oracle_seed)
-            episode = _rollout(env, oracles, recipe, int(env_seed))
+            if recipe.family == "pointmaze":
+                episode, _ = maze_navigate.rollout(env, oracles, int(env_seed))
+            else:
+                episode = _rollout(env, oracles, recipe, int(env_seed))
             attempt += 1
             if recipe.family != "scene" or _scene_episode_is_healthy(episode["qpos"]):
                 return episode, attempt

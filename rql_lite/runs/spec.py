@@ -17,6 +17,7 @@ from rql_lite import checks
 from rql_lite.agent import AGENTS, METHOD_NAMES
 from rql_lite.configs import RUN_PROFILES, agent_config, check_tasks
 from rql_lite.ogbench.datasets import DEFAULT_DATA_DIR, check_dataset_source
+from rql_lite.ogbench.generate import published_episode_length
 from rql_lite.runs.rundir import RECORDS_DIR
 
 MAX_SEED = 2**31 - 1  # jax.random.PRNGKey folds larger integers onto small ones: seeds would collide
@@ -62,6 +63,8 @@ class RunSpec:
         changes = {k: defaults[k] for k in defaults if getattr(self, k) is None}
         if self.dataset_episodes is None and self.profile == "full":
             changes.pop("dataset_episodes", None)
+        if self.episode_length is None and self.profile == "full":  # the published layout (giant maze: 2000)
+            changes["episode_length"] = published_episode_length(tasks[0])
         seeds = tuple(self.seeds) if isinstance(self.seeds, (list, tuple)) else (self.seeds,)
         for seed in seeds:
             checks.check_int(seed, "--seeds", 0, MAX_SEED)
