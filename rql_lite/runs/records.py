@@ -126,8 +126,22 @@ class Record:
             raise ValueError(f"run record {path} is missing or has a malformed field ({err!r})") from None
 
 
-def find_records(root: str | None = None) -> list[Record]:
-    """Every record under ``root`` (default ``default_results_dir()``): ``**/records/**/seed*.json``."""
+# Folders of results/ that hold a study with its own chapter, not rows of the reproduction tables: the horizon
+# study (the K-sweep on scene, the point mazes and their pilots) varies settings that the tables would mix
+# with the runs they compare.
+STUDY_DIRS = ("horizon",)
+
+
+def study_dir(name: str = "horizon") -> str:
+    """``results/{name}``, where a study's runs are written and its chapter reads them."""
+    return os.path.join(default_results_dir(), name)
+
+
+def find_records(root: str | None = None, exclude: tuple[str, ...] = STUDY_DIRS) -> list[Record]:
+    """Every record under ``root`` (default ``default_results_dir()``): ``**/records/**/seed*.json``, leaving out
+    the folders ``exclude`` directly under ``root`` (by default the studies, ``STUDY_DIRS``; read one with
+    ``find_records(study_dir(name))``)."""
     root = default_results_dir() if root is None else root
     paths = sorted(glob.glob(os.path.join(root, "**", "records", "**", "seed*.json"), recursive=True))
-    return [Record.from_file(p) for p in paths]
+    skipped = tuple(os.path.join(root, name) + os.sep for name in exclude)
+    return [Record.from_file(p) for p in paths if not p.startswith(skipped)]

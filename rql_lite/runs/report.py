@@ -8,13 +8,11 @@ tables). Everything a table shows for this project's agents is computed here fro
 and each table cell carries the paths of the records behind it, so a test can check that no
 number stands without one. A cell with no record says ``not run``.
 
-The published baselines (success after 1M offline steps, 12 seeds each, from the experiment
-data of "Q-learning with adjoint matching", which the RQL paper uses) are read from
-``results/baselines/ogbench_offline_1M_baselines.csv``.
+The published numbers (the baselines after 1M offline steps and every 50,000 before, the paper's Table 1)
+are read by ``rql_lite.runs.published`` and re-exported here.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import glob
 import html
@@ -28,15 +26,16 @@ import numpy as np
 
 from rql_lite.agent import METHOD_NAMES, config_dict
 from rql_lite.configs import BASELINE_KNOBS, BENCHMARK_DOMAINS, agent_config, benchmark_tasks, domain_of
+from rql_lite.runs.published import (  # noqa: F401  (the published numbers, read here and by the pages)
+    FAMILY_BASELINES, PAPER_BASELINE_ORDER, PAPER_OWN_METHODS, PaperTable, PublishedPoint, default_baselines_path,
+    default_curves_path, default_paper_table_path, load_baseline_seeds, load_baselines, load_curves,
+    load_paper_table, paper_table_disagreements, published_at)
 from rql_lite.runs.records import Record, default_results_dir, find_records  # noqa: F401  (read here, used by pages)
 
 NOT_RUN = "not run"
 PAPER_STEPS = 1_000_000
 PAPER_SEEDS = 4
 
-# The baselines in the order of the paper's table.
-PAPER_BASELINE_ORDER = ("ReBRAC", "FBRAC", "BAM", "FQL", "FAWAC", "CGQL", "CGQL-M", "CGQL-L", "DAC", "QSM", "DSRL",
-                        "FEdit", "IFQL", "QAM", "QAM-F", "QAM-E")
 # Domains whose paper numbers use the 100M-transition datasets (downloaded separately).
 HUNDRED_M_DOMAINS = ("puzzle-4x4-play", "cube-quadruple-play")
 
@@ -156,107 +155,6 @@ def summarize_at_step(records: Iterable[Record], step: int) -> list[Summary]:
         if rate is not None:
             at.append(dataclasses.replace(r, steps=step, target_steps=step, success_rate=rate, finished=True))
     return summarize(at)
-
-
-# --------------------------------------------------------------------------- baselines
-
-
-def default_baselines_path() -> str:
-    return os.path.join(default_results_dir(), "baselines", "ogbench_offline_1M_baselines.csv")
-
-
-def load_baselines(path: str | None = None) -> tuple[list[str], dict[tuple[str, str], float]]:
-    """``(methods, success)``: the baseline names in file order and ``success[(task, method)]``,
-    the mean over seeds for a task, a domain (its five tasks) or ``"all"``."""
-    path = default_baselines_path() if path is None else path
-    methods, success = [], {}
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            if row["method"] not in methods:
-                methods.append(row["method"])
-            success[(row["task"], row["method"])] = float(row["mean_success"])
-    order = {m: i for i, m in enumerate(PAPER_BASELINE_ORDER)}
-    return sorted(methods, key=lambda m: (order.get(m, len(order)), m)), success
-
-
-def load_baseline_seeds(path: str | None = None) -> dict[tuple[str, str], tuple[float, ...]]:
-    """``seeds[(task, method)]``: the per-seed success rates behind each published mean (12 seeds)."""
-    path = default_baselines_path() if path is None else path
-    seeds = {}
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            values = [row[k] for k in row if k.startswith("seed") and row[k] not in ("", None)]
-            seeds[(row["task"], row["method"])] = tuple(float(v) for v in values)
-    return seeds
-
-
-# --------------------------------------------------------------------------- the paper's Table 1
-
-PAPER_OWN_METHODS = ("RQL", "TFQL", "BDPO")  # run by the RQL paper itself (4 seeds); the rest are inherited
-FAMILY_BASELINES = ("FQL", "IFQL", "FAWAC", "FBRAC")  # the four families rql_lite implements beside RQL and TFQL
-
-
-def default_paper_table_path() -> str:
-    return os.path.join(default_results_dir(), "baselines", "rql_paper_table1_categories.csv")
-
-
-@dataclasses.dataclass(frozen=True)
-class PaperTable:
-    """The RQL paper's Table 1 per category: success in percent, the mean of a category's five tasks
-    (``"all"``: of the 50), for its 19 methods. ``categories`` are the paper's names, which carry the
-    variant (``scene-play-sparse``, ``cube-quadruple-play-100M``); ``domains`` the matching
-    ``configs.BENCHMARK_DOMAINS`` keys (and ``"all"``). Source: ``results/baselines/README.md``."""
-
-    methods: tuple[str, ...]
-    categories: tuple[str, ...]
-    domains: tuple[str, ...]
-    percent: dict
-
-    def category(self, domain: str) -> str:
-        return self.categories[self.domains.index(domain)]
-
-    def value(self, domain: str, method: str) -> float:
-        """Percent for a domain (a ``BENCHMARK_DOMAINS`` key, or ``"all"``) and a method."""
-        return self.percent[(self.category(domain), method)]
-
-    def best(self, domain: str, exclude: Sequence[str] = ()) -> tuple[str, float]:
-        """The best method on a domain (first in the table's order on a tie), leaving out ``exclude``."""
-        candidates = [m for m in self.methods if m not in exclude]
-        best = max(candidates, key=lambda m: (self.value(domain, m), -candidates.index(m)))
-        return best, self.value(domain, best)
-
-
-def load_paper_table(path: str | None = None) -> PaperTable:
-    """Read ``results/baselines/rql_paper_table1_categories.csv`` (see its README for provenance)."""
-    path = default_paper_table_path() if path is None else path
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    methods = tuple(k for k in rows[0] if k != "category")
-    categories = tuple(r["category"] for r in rows)
-    domains = []
-    for c in categories:
-        found = [d for d in BENCHMARK_DOMAINS if c == d or c.startswith(d + "-")] or (["all"] if c == "all" else [])
-        if len(found) != 1:
-            raise ValueError(f"{path}: the category {c!r} matches no single benchmark domain")
-        domains.append(found[0])
-    percent = {(r["category"], m): float(r[m]) for r in rows for m in methods}
-    return PaperTable(methods, categories, tuple(domains), percent)
-
-
-def paper_table_disagreements(paper: PaperTable | None = None, baselines=None,
-                              tolerance: float = 1.0) -> list[tuple[str, str, float, float]]:
-    """Inherited cells of the paper's table that differ from the released QAM data by more than
-    ``tolerance`` points: ``(category, method, paper's percent, QAM data's percent)``."""
-    paper = load_paper_table() if paper is None else paper
-    methods, success = load_baselines() if baselines is None else baselines
-    out = []
-    for category, domain in zip(paper.categories, paper.domains):
-        for m in methods:
-            if m in paper.methods and (domain, m) in success:
-                ours, theirs = paper.percent[(category, m)], 100 * success[(domain, m)]
-                if abs(ours - theirs) > tolerance:
-                    out.append((category, m, ours, round(theirs, 1)))
-    return out
 
 
 # --------------------------------------------------------------------------- tables
@@ -617,6 +515,47 @@ def summaries_html(summaries: Sequence[Summary], records: Iterable[Record] = ())
             html.escape(unfinished_line(group)) for group in _group_unfinished(unfinished)) + ".</p>"
     labels = [(f"{short_task(s.task)}, {s.method}", s.commands) for s in ordered]
     return out + commands_html(labels, "Commands that produced these runs")
+
+
+@dataclasses.dataclass(frozen=True)
+class BesidePublished:
+    """One group of runs of ours beside the published runs of the same method on the same task: where the
+    published runs stood at the first released step at or after ours (``at``) and at 1M updates (``end``)."""
+
+    ours: Summary
+    at: PublishedPoint
+    end: PublishedPoint
+
+
+def beside_published(summaries: Iterable[Summary], curves: dict | None = None) -> list[BesidePublished]:
+    """Each summary whose method has a published curve on its task, with that curve at the summary's
+    step (the next released point, every 50,000 updates) and at 1M. Methods without a released curve
+    (RQL, TFQL, the BC flow) are left out: nothing is borrowed for them."""
+    curves = load_curves() if curves is None else curves
+    out = []
+    for s in sorted(summaries, key=lambda s: (s.task, _method_rank(s.method), -s.steps)):
+        at, end = published_at(s.task, s.method, s.steps, curves), published_at(s.task, s.method, PAPER_STEPS, curves)
+        if at is not None and end is not None:
+            out.append(BesidePublished(s, at, end))
+    return out
+
+
+def beside_published_html(rows: Sequence[BesidePublished]) -> str:
+    """The table of ``beside_published``: ours (updates, per seed, networks), the published mean and seed range
+    at the matched step, and at 1M. Success in percent."""
+    pad = "padding:2px 6px;vertical-align:top"
+    head = "".join(f'<th style="{pad};text-align:left">{h}</th>' for h in (
+        "task", "method", "ours: updates", "ours: per seed", "published at the next released step: mean [seed range]",
+        "published at 1M"))
+    body = []
+    for row in rows:
+        s, at, end = row.ours, row.at, row.end
+        cells = (short_task(s.task), s.method, f"{s.steps:,}", ", ".join(f"{100 * v:.0f}" for v in s.success_rates),
+                 f"{at.step:,}: {100 * at.mean:.0f} [{100 * at.range[0]:.0f}, {100 * at.range[1]:.0f}]",
+                 f"{100 * end.mean:.0f} [{100 * end.range[0]:.0f}, {100 * end.range[1]:.0f}]")
+        body.append("<tr>" + "".join(f'<td style="{pad}">{html.escape(c)}</td>' for c in cells) + "</tr>")
+    return (f'<div style="overflow-x:auto"><table class="rql-beside" style="font-size:80%;border-collapse:collapse">'
+            f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>")
 
 
 def _group_unfinished(records: Sequence[Record]) -> list[list[Record]]:

@@ -302,3 +302,37 @@ def live_value_slices(grids, extent, paths, path_values, path_rewards=None, vmin
         "value along its path", subtitle="dashed: reward of its action" if path_rewards is not None else ""))
     chart = alt.hconcat(left, right).add_params(step)
     return LiveFigure(chart, name, {"cells": cells, "paths": rows}, selection_views={"pick": "particles"})
+
+
+def live_curves(curves: Sequence[dict], title: str, x_title: str = "gradient updates", y_title: str = "success rate",
+                width: int = 520, height: int = 300, name: str = "curves") -> LiveFigure:
+    """Learning curves whose groups the reader switches on and off by clicking the legend.
+
+    ``curves``: one dict per seed's curve, ``{"group": str, "seed": int, "x": [...], "y": [...]}``; a group
+    (a method, or a method at one setting) is drawn as its seeds' thin lines and their mean as a thick
+    line with points. Clicking a legend entry shows that group alone (shift-click adds more); clicking
+    the legend again on the same entry, or double-clicking the chart, shows every group again.
+    """
+    import altair as alt
+
+    groups = list(dict.fromkeys(c["group"] for c in curves))
+    if not groups:
+        raise ValueError("live_curves needs at least one curve")
+    rows = [{"group": c["group"], "seed": int(c["seed"]), "x": float(x), "y": round(float(y), LIVE_DECIMALS)}
+            for c in curves for x, y in zip(c["x"], c["y"])]
+    pick = alt.selection_point(name="groups", fields=["group"], bind="legend")
+    color = alt.Color("group:N", scale=alt.Scale(domain=groups), title="click to show one (shift: several)",
+                      legend=alt.Legend(orient="bottom", columns=2, labelLimit=400))
+    shown = alt.condition(pick, alt.value(1.0), alt.value(0.06))
+    x = alt.X("x:Q", title=x_title)
+    y = alt.Y("y:Q", title=y_title, scale=alt.Scale(domain=[0, 1]))
+    base = alt.Chart(alt.Data(name="curves"))
+    seeds = (base.mark_line(strokeWidth=1, clip=True)
+             .encode(x=x, y=y, color=color, detail="seed:N", opacity=alt.condition(pick, alt.value(0.3), alt.value(0.03))))
+    mean = (base.transform_aggregate(y="mean(y)", n="count()", groupby=["group", "x"])
+            .mark_line(strokeWidth=2.5, point=True, clip=True)
+            .encode(x=x, y=y, color=color, opacity=shown,
+                    tooltip=[alt.Tooltip("group:N"), alt.Tooltip("x:Q", format=",", title=x_title),
+                             alt.Tooltip("y:Q", format=".2f", title=f"mean {y_title}"), alt.Tooltip("n:Q", title="seeds")]))
+    chart = alt.layer(seeds, mean.add_params(pick)).properties(width=width, height=height, title=title)
+    return LiveFigure(chart, name, {"curves": rows})
