@@ -29,7 +29,7 @@ def test_every_chapter_notebook_is_in_the_table_of_contents():
     chapters = sorted(f[:-6] for f in os.listdir(os.path.join(ROOT, "notebooks")) if f.endswith(".ipynb"))
     listed = [f for f in toc_files() if f.startswith("notebooks/")]
     assert listed == [f"notebooks/{c}" for c in chapters]
-    assert len(chapters) == 8
+    assert len(chapters) == 9
     for f in toc_files():
         assert os.path.exists(os.path.join(ROOT, f + ".ipynb")) or os.path.exists(os.path.join(ROOT, f + ".md")), f
 

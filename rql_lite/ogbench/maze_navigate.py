@@ -101,3 +101,23 @@ def rollout(env, cells, env_seed: int, noise: float = NAVIGATE_NOISE) -> tuple[d
     dtypes = {"terminals": bool}
     arrays = {key: np.asarray(value, dtype=dtypes.get(key, np.float32)) for key, value in rows.items()}
     return arrays, np.asarray(directions, np.float32)
+
+
+def task_path_cells(task: str) -> int:
+    """The shortest path, in maze cells, from an OGBench point-maze task's start cell to its goal cell
+    (``"pointmaze-large-navigate-singletask-task2-v0"``: 19), by the maze's own BFS."""
+    import re
+
+    import gymnasium
+    import ogbench  # noqa: F401  (registers the maze envs)
+
+    match = re.fullmatch(r"pointmaze-(\w+)-navigate-singletask-task(\d)-v0", task)
+    if match is None:
+        raise ValueError(f"{task!r} is not a point-maze single-task name such as "
+                         f"'pointmaze-medium-navigate-singletask-task1-v0'")
+    env = gymnasium.make(f"pointmaze-{match[1]}-singletask-task{match[2]}-v0")
+    maze = env.unwrapped
+    info = maze.task_infos[int(match[2]) - 1]
+    _, bfs = maze.get_oracle_subgoal(np.asarray(info["init_xy"]), np.asarray(info["goal_xy"]))
+    env.close()
+    return int(bfs[tuple(info["init_ij"])])

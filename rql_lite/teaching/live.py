@@ -310,8 +310,8 @@ def live_curves(curves: Sequence[dict], title: str, x_title: str = "gradient upd
 
     ``curves``: one dict per seed's curve, ``{"group": str, "seed": int, "x": [...], "y": [...]}``; a group
     (a method, or a method at one setting) is drawn as its seeds' thin lines and their mean as a thick
-    line with points. Clicking a legend entry shows that group alone (shift-click adds more); clicking
-    the legend again on the same entry, or double-clicking the chart, shows every group again.
+    line with points. Clicking a legend entry shows that group alone (shift-click adds more);
+    double-clicking the chart shows every group again.
     """
     import altair as alt
 

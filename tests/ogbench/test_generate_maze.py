@@ -117,3 +117,10 @@ def test_a_full_size_run_takes_the_published_episode_length():
     assert (giant.episode_length, scene.episode_length) == (2000, 1000)
     assert RunSpec(task="pointmaze-giant-navigate-singletask-task1-v0", profile="full",
                    episode_length=1000).resolved().episode_length == 1000
+
+
+def test_task_path_lengths_are_the_mazes_bfs_distances():
+    assert maze_navigate.task_path_cells("pointmaze-medium-navigate-singletask-task3-v0") == 6
+    assert maze_navigate.task_path_cells("pointmaze-large-navigate-singletask-task2-v0") == 19
+    with pytest.raises(ValueError, match="point-maze single-task name"):
+        maze_navigate.task_path_cells("scene-play-singletask-task1-v0")
