@@ -171,6 +171,7 @@ class RunRow:
     success: dict  # task -> (success rates of its seeds at ``steps``)
     wall_time_s: float
     agents: int
+    peak: dict = dataclasses.field(default_factory=dict)  # task -> (best mean over seeds on the curve, its step)
 
     @property
     def seconds_per_agent_update(self) -> float:
@@ -188,11 +189,19 @@ def run_rows(records: Iterable[Record]) -> list[RunRow]:
     for folder, recs in sorted(by_dir.items()):
         step = common_step(recs) or 0
         success: dict[str, list[float]] = defaultdict(list)
+        curves: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
         for r in sorted(recs, key=lambda r: (r.task, r.seed)):
             success[r.task].append(dict(r.success_curve).get(step, float("nan")))
+            for s, v in r.success_curve:
+                curves[r.task][s].append(v)
+        peak = {}
+        for task, by_step in curves.items():
+            best = max(sorted(by_step), key=lambda s: float(np.mean(by_step[s])))
+            peak[task] = (float(np.mean(by_step[best])), best)
         rows.append(RunRow(os.path.basename(folder), recs[0].method, recs[0].config, step,
                            max(r.target_steps or r.steps for r in recs), min(r.eval_episodes for r in recs),
-                           {t: tuple(v) for t, v in success.items()}, max(r.wall_time_s for r in recs), len(recs)))
+                           {t: tuple(v) for t, v in success.items()}, max(r.wall_time_s for r in recs), len(recs),
+                           peak))
     return rows
 
 
@@ -204,7 +213,8 @@ def run_rows_html(rows: Sequence[RunRow], short: Callable[[str], str] = lambda t
 
     pad = "padding:2px 6px;vertical-align:top"
     head = "".join(f'<th style="{pad};text-align:left">{h}</th>' for h in (
-        "run", "method", "setting", "updates", "success, % per seed (episodes per point)", "ms per agent-update"))
+        "run", "method", "setting", "updates", "success, % per seed (episodes per point)",
+        "best mean on the way (updates)", "ms per agent-update"))
     body = []
     for row in rows:
         c = row.config
@@ -212,7 +222,8 @@ def run_rows_html(rows: Sequence[RunRow], short: Callable[[str], str] = lambda t
                    f"{len(c['policy_hidden'])} x {c['policy_hidden'][0]}, {c['num_values']} heads")
         success = "; ".join(f"{short(t)}: {_pct(v)}" for t, v in row.success.items()) + f" ({row.eval_episodes})"
         updates = f"{row.steps:,} of {row.target_steps:,}" if row.target_steps > row.steps else f"{row.steps:,}"
-        cells = (row.folder, row.method, setting, updates, success, f"{1000 * row.seconds_per_agent_update:.0f}")
+        peak = "; ".join(f"{short(t)}: {100 * v:.0f} ({step:,})" for t, (v, step) in row.peak.items())
+        cells = (row.folder, row.method, setting, updates, success, peak, f"{1000 * row.seconds_per_agent_update:.0f}")
         body.append("<tr>" + "".join(f'<td style="{pad}">{html.escape(x)}</td>' for x in cells) + "</tr>")
     return (f'<div style="overflow-x:auto"><table class="rql-runs" style="font-size:80%;border-collapse:collapse">'
             f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>")

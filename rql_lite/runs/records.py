@@ -100,6 +100,7 @@ class Record:
     git_commit: str | None
     wall_time_s: float
     success_curve: tuple
+    dataset_sha256: str | None = None  # the dataset files' hash: runs on regenerated data differ here
 
     @classmethod
     def from_file(cls, path: str) -> "Record":
@@ -121,6 +122,7 @@ class Record:
                 dataset_source=raw["dataset"]["source"], device=raw["device"], command=raw["command"],
                 git_commit=raw.get("git_commit"), wall_time_s=float(raw["wall_time_s"]),
                 success_curve=tuple((int(p["step"]), float(p["success_rate"])) for p in raw["success_curve"]),
+                dataset_sha256=raw["dataset"].get("sha256"),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"run record {path} is missing or has a malformed field ({err!r})") from None

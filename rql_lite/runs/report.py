@@ -86,12 +86,18 @@ class Summary:
     commands: tuple[str, ...]
     records: tuple[str, ...]
     config: dict
+    datasets: tuple[str, ...] = ()  # the distinct dataset hashes of its seeds (more than one: regenerated data)
 
     def describe(self) -> str:
-        """``"4 seeds, 1M steps, generated data, cpu: ..."``."""
+        """``"4 seeds, 1M steps, generated data, cpu: ..."``; where the seeds trained on more than one generation
+        of the data (byte-different files from the same recipe), how many and their hashes' first digits."""
         steps = f"{self.steps // 1000}k" if self.steps < PAPER_STEPS else f"{self.steps / 1e6:g}M"
+        data = f"{self.dataset_source} data"
+        if len(self.datasets) > 1:
+            data += (f" ({len(self.datasets)} generations of it, hashes "
+                     + ", ".join(h[:8] for h in self.datasets) + ")")
         return (f"{self.n_seeds} seed{'s' if self.n_seeds != 1 else ''}, {steps} steps, {self.eval_episodes} eval "
-                f"episodes, {self.dataset_source} data, {'; '.join(self.devices)}")
+                f"episodes, {data}, {'; '.join(self.devices)}")
 
 
 def summarize(records: Iterable[Record]) -> list[Summary]:
@@ -122,7 +128,8 @@ def summarize(records: Iterable[Record]) -> list[Summary]:
             eval_episodes=min(r.eval_episodes for r in recs), paper_scale=is_paper_scale(recs[0]),
             dataset_source=source, devices=tuple(sorted({r.device for r in recs})),
             commands=tuple(dict.fromkeys(r.command for r in recs)), records=tuple(r.path for r in recs),
-            config=json.loads(config_json)))
+            config=json.loads(config_json), datasets=tuple(dict.fromkeys(r.dataset_sha256 for r in recs
+                                                                           if r.dataset_sha256))))
     return sorted(out, key=lambda s: (s.task, s.method, -s.steps, -s.n_seeds))
 
 

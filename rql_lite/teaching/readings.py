@@ -61,24 +61,45 @@ def intervals_overlap(a: Sequence[float], b: Sequence[float]) -> bool:
     return max(a[0], b[0]) <= min(a[1], b[1])
 
 
+def can_separate(a: Sequence[float], b: Sequence[float]) -> bool:
+    """Whether two intervals ``(low, high)`` are apart *and* both have width: an interval of zero width
+    comes from seeds that happened to agree (two seeds that both scored 1 of 30), not from a measured
+    spread, so it separates nothing."""
+    return a[1] > a[0] and b[1] > b[0] and not intervals_overlap(a, b)
+
+
 def ranking(means: Mapping[str, float], intervals: Mapping[str, Sequence[float]] | None = None,
-            fmt: str = ".2f", higher: str = "higher") -> str:
-    """The methods from best to worst with their means, and, for each neighbouring pair, whether
-    their intervals separate them: "RQL (0.91) > TFQL (0.62), intervals apart; TFQL (0.62) ~ BC
-    flow (0.60), intervals overlap". NaN means are listed last as "not measured"."""
+            fmt: str = ".2f", higher: str = "higher", seeds: Mapping[str, Sequence[float]] | None = None) -> str:
+    """The methods from best to worst with their means, and, for each neighbouring pair that both have an
+    interval in ``intervals``, whether the intervals separate them (``can_separate``): "RQL (0.91) > TFQL
+    (0.62), intervals apart; TFQL (0.62) ~ BC flow (0.60), intervals overlap". ``seeds``: per-seed values
+    shown after each mean ("RQL (87; seeds 97, 77)"), formatted like the means. NaN means are listed last
+    as "not measured"."""
     names = [n for n in means if not math.isnan(float(means[n]))]
     missing = [n for n in means if n not in names]
     names.sort(key=lambda n: float(means[n]), reverse=True)
-    parts = []
-    for hi, lo in zip(names, names[1:]):
-        tied = is_zero(float(means[hi]) - float(means[lo]), fmt)
-        apart = intervals is not None and not intervals_overlap(intervals[hi], intervals[lo])
-        rel = "=" if tied else ">"
-        note = "" if intervals is None else (", intervals apart" if apart else ", intervals overlap")
-        parts.append(f"{hi} ({number(means[hi], fmt)}) {rel} {lo} ({number(means[lo], fmt)}){note}")
-    if len(names) == 1:
-        parts.append(f"{names[0]} ({number(means[names[0]], fmt)})")
-    text = "; ".join(parts) if parts else "nothing measured"
+
+    def label(name):
+        per_seed = "" if not seeds or name not in seeds else "; seeds " + ", ".join(number(v, fmt) for v in seeds[name])
+        return f"{name} ({number(means[name], fmt)}{per_seed})"
+
+    judged = {(hi, lo): can_separate(intervals[hi], intervals[lo]) for hi, lo in zip(names, names[1:])
+              if intervals is not None and hi in intervals and lo in intervals}
+    if seeds:  # one chain, each method once; then which neighbours' intervals were judged
+        chain = label(names[0]) if names else ""
+        for hi, lo in zip(names, names[1:]):
+            chain += (" = " if is_zero(float(means[hi]) - float(means[lo]), fmt) else " > ") + label(lo)
+        notes = [f"{hi} and {lo} {'apart' if apart else 'overlap'}" for (hi, lo), apart in judged.items()]
+        text = (chain + ("; intervals: " + ", ".join(notes) if notes else "")) if names else "nothing measured"
+    else:
+        parts = []
+        for hi, lo in zip(names, names[1:]):
+            rel = "=" if is_zero(float(means[hi]) - float(means[lo]), fmt) else ">"
+            note = "" if (hi, lo) not in judged else (", intervals apart" if judged[(hi, lo)] else ", intervals overlap")
+            parts.append(f"{label(hi)} {rel} {label(lo)}{note}")
+        if len(names) == 1:
+            parts.append(label(names[0]))
+        text = "; ".join(parts) if parts else "nothing measured"
     if missing:
         text += "; not measured: " + ", ".join(missing)
     return text
@@ -90,5 +111,5 @@ def separated_order(means: Mapping[str, float], intervals: Mapping[str, Sequence
     A chapter states an ordering as a finding only when this is non-empty.
     """
     names = sorted(means, key=lambda n: float(means[n]), reverse=True)
-    ok = all(not intervals_overlap(intervals[a], intervals[b]) for a, b in zip(names, names[1:]))
+    ok = all(can_separate(intervals[a], intervals[b]) for a, b in zip(names, names[1:]))
     return names if ok else []

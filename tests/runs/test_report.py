@@ -213,3 +213,17 @@ def test_runs_stopped_early_are_compared_at_the_last_step_every_run_evaluated(tm
     assert all(r.finished for r in found) and report.matched_step(found) == 30
     tfql_only = [r for r in found if r.method == "TFQL"]
     assert report.matched_step(tfql_only) is None  # all at one step, finished: nothing to match
+
+
+def test_a_group_on_two_generations_of_its_data_says_so():
+    import dataclasses as dc
+
+    from rql_lite.runs.records import find_records
+
+    base = [r for r in find_records() if r.method == "RQL" and "scene" in r.task]
+    assert len(base) >= 2
+    first, second = base[0], dc.replace(base[1], dataset_sha256="cd322111c246" + "0" * 52)
+    (one,) = report.summarize([dc.replace(first, seed=0), dc.replace(base[1], seed=1)])
+    assert len(one.datasets) == 1 and "generations" not in one.describe()
+    (two,) = report.summarize([dc.replace(first, seed=0), dc.replace(second, seed=1)])
+    assert len(two.datasets) == 2 and "2 generations of it, hashes ec676a14, cd322111" in two.describe()

@@ -59,3 +59,17 @@ def test_separated_order_only_when_every_neighbouring_pair_is_apart():
                                     {"RQL": (0.1, 0.3), "TFQL": (0.5, 0.7), "BC": (0.8, 0.9)}) == ["BC", "TFQL", "RQL"]
     ci["TFQL"] = (0.25, 0.82)
     assert readings.separated_order(means, ci) == []
+
+
+def test_zero_width_intervals_separate_nothing():
+    # Two seeds that both scored 1 of 30 give the interval [3, 3]: not a measured spread.
+    means, ci = {"FAWAC": 3.0, "BC flow": 0.0}, {"FAWAC": (3.0, 3.0), "BC flow": (0.0, 0.0)}
+    assert readings.ranking(means, ci, ".0f") == "FAWAC (3) > BC flow (0), intervals overlap"
+    assert readings.separated_order(means, ci) == []
+    assert readings.can_separate((0.5, 0.7), (0.1, 0.3)) and not readings.can_separate((0.5, 0.5), (0.1, 0.3))
+
+
+def test_ranking_gives_seeds_and_judges_only_pairs_with_intervals():
+    text = readings.ranking({"RQL": 87.0, "IFQL": 78.0, "FQL": 3.0}, {"RQL": (70.0, 99.0), "IFQL": (60.0, 90.0)}, ".0f",
+                            seeds={"RQL": (97, 77), "IFQL": (73, 83), "FQL": (0, 7)})
+    assert text == "RQL (87; seeds 97, 77) > IFQL (78; seeds 73, 83) > FQL (3; seeds 0, 7); intervals: RQL and IFQL overlap"
