@@ -234,7 +234,9 @@ def check_batch(config: AgentConfig, batch: dict, check_values: bool = True) -> 
 def reverse_to(config: AgentConfig, policy_params, obs: jax.Array, actions: jax.Array, flow_time: jax.Array) -> jax.Array:
     """Reverse the policy's flow from dataset action chunks to flow times ``f``.
 
-    ``actions``: ``(B, h*d)`` (the point at f = 1); ``flow_time``: ``(B,)``. Velocity at the current
+    ``actions``: ``(B, h*d)`` (the point at f = 1), the dataset's actions as they are: not clipped first
+    (the release clips them to within 1e-5 of [-1, 1]; the Fidelity page measures what that changes);
+    ``flow_time``: ``(B,)``. Velocity at the current
     (later) time of each step. ``flow_time_mode="mixed"`` (the release): K Euler steps of size
     ``(1 - f) / K`` for any f. ``"grid"`` (the paper): f = k/K is reached by K - k steps of size
     1/K, so ``x^f`` is a point of the K-step path. Returns ``x^f``, ``(B, h*d)``.

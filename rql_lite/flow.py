@@ -52,7 +52,8 @@ def euler_path(velocity: Velocity, x: jax.Array, t0, t1, num_steps: int) -> jax.
     Args:
       velocity: pure callable ``(x (B, D), t (B, 1)) -> (B, D)``.
       x: state at ``t0``, shape ``(B, D)``.
-      t0, t1: scalars or ``(B,)`` arrays; ``t1 < t0`` integrates backward (reversal).
+      t0: start time, a scalar or a ``(B,)`` array.
+      t1: end time, likewise; ``t1 < t0`` integrates backward (reversal).
       num_steps: number of equal Euler steps (a Python int, at least 1).
 
     Returns:
@@ -91,7 +92,9 @@ def reverse_on_grid(velocity: Velocity, x: jax.Array, flow_time: jax.Array, num_
     (read from noise to data). Contrast ``euler(velocity, x, 1, f, K)``, the release's rule for any
     ``f``: K steps of size ``(1 - f)/K``, which lands elsewhere for ``f < 1``.
 
-    ``x``: ``(B, D)`` at f = 1; ``flow_time``: ``(B,)`` on the grid {0, 1/K, ..., 1} (rounded to it).
+    ``x``: ``(B, D)`` at f = 1; ``flow_time``: ``(B,)``, meant to lie on the grid {0, 1/K, ..., 1}. A time off
+    the grid is rounded to the nearest grid point (``k = round(f K)``, halves to even as ``jnp.round`` does),
+    and a time outside [0, 1] takes 0 or K backward steps (the loop runs at most K steps, at least none).
     Returns ``x^f``, ``(B, D)``.
     """
     t0, dt = _start_and_step(x, 1.0, 0.0, num_steps)

@@ -31,10 +31,10 @@ def chunk_returns(
       discount: gamma.
 
     Returns:
-      ``returns (B,)``: ``sum_i gamma^i r_i`` over steps that are valid and not
-      after a terminal; ``bootstrap (B,)``: ``gamma^n * m`` where n is the number of
-      valid steps (h for a full chunk) and m is 0 if a terminal was reached.
-      The value target is ``returns + bootstrap * V(s_next)``.
+      A pair ``(returns, bootstrap)``, each ``(B,)``. ``returns`` is ``sum_i gamma^i r_i``
+      over steps that are valid and not after a terminal; ``bootstrap`` is ``gamma^n * m``,
+      where n is the number of valid steps (h for a full chunk) and m is 0 if a terminal
+      was reached. The value target is ``returns + bootstrap * V(s_next)``.
     """
     h = rewards.shape[-1]
     valid = valid.astype(rewards.dtype)
@@ -50,7 +50,11 @@ def chunk_returns(
 
 
 def aggregate_ensemble(values: jax.Array, pessimism: float) -> jax.Array:
-    """Pessimistic ensemble value ``mean - rho * std`` over the head axis: ``(N, B) -> (B,)``."""
+    """Pessimistic ensemble value ``mean - rho * std`` over the head axis: ``(N, B) -> (B,)``.
+
+    ``std`` is the population standard deviation of the N heads (divided by N, not N - 1), as in the
+    release (``jnp.std``'s default).
+    """
     return jnp.mean(values, axis=0) - pessimism * jnp.std(values, axis=0)
 
 
@@ -91,8 +95,9 @@ def tfql_value_target(
     """TFQL's one-step target along the expanded MDP, ``(B,)``.
 
     At ``f = 1`` (a complete action) the environment target as in RQL; for ``f < 1``
-    the target value of the next flow state, ``agg V_bar(s, x^{f+1/K}, f+1/K)``, with
-    no reward and no discount.
+    the target value of the next flow state, ``agg V_bar(s, x^{f+Delta}, f+Delta)`` with
+    ``Delta = min(1/K, 1 - f)`` (``flow_step``: a flow time off the grid k/K reaches 1 in a
+    shorter last step), with no reward and no discount.
     """
     env_target = rql_value_target(returns, bootstrap, next_env_value)
     return jnp.where(flow_time >= 1.0, env_target, next_flow_value)
