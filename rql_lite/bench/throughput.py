@@ -289,8 +289,9 @@ def sweep_runs(config: AgentConfig, runs=DEFAULT_RUNS, updates_per_dispatch: int
     and the median round is kept, since a shared machine's other load comes and goes (every round
     is recorded, and the updates per CPU-second of this process, which that load barely moves).
     Per ``R``: aggregate and per-run updates/s, the ratio to one run (``R = 1`` of the same vmapped
-    program), XLA's FLOP and bytes-accessed counts per update (of the compiled program, divided by
-    ``R``), the achieved FLOP/s, and the HLO operations one update executes (``kernel_counts`` of the program over
+    program), the FLOPs and bytes accessed per run-update (one run's own program's counts: each run of the
+    batch does one run's work; for a vmapped program XLA's own count is kept as ``xla_flops_per_update_as_counted``),
+    the achieved FLOP/s, and the HLO operations one update executes (``kernel_counts`` of the program over
     ``updates_per_dispatch``: per-dispatch work amortised). ``one_run_program``: the same, timed in
     the same rounds, for one run's own program (``train.run_updates_jit``), with each
     ``R``'s ratio to it in ``ratio_to_one_run_program``. All programs live on the device at once.

@@ -107,3 +107,14 @@ def test_bench_command_line():
     assert build_parser().parse_args(["bench", "--runs"]).runs == []  # no sweep
     with pytest.raises(SystemExit):
         build_parser().parse_args(["bench", "--runs", "0"])
+
+
+def test_a_batched_program_counts_each_run_as_one_run_does():
+    dataset = bench.synthetic_dataset(TINY, size=200, episode_length=20, num_tasks=5)
+    sweep = bench.sweep_runs(TINY, [2], updates_per_dispatch=3, min_seconds=0.01, rounds=1, dataset=dataset,
+                             batching="vmap")
+    (row,) = sweep["by_runs"]
+    one = sweep["one_run_program"]
+    assert row["flops_per_update"] == one["flops_per_update"] and "one run's own program" in row["flops_from"]
+    assert row["xla_flops_per_update_as_counted"] > 0  # XLA's own count of the batch, kept beside it
+    assert row["achieved_flop_per_s"] == pytest.approx(one["flops_per_update"] * row["aggregate_updates_per_s"])
