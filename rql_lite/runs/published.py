@@ -83,6 +83,13 @@ class PaperTable:
         """Percent for a domain (a ``BENCHMARK_DOMAINS`` key, or ``"all"``) and a method."""
         return self.percent[(self.category(domain), method)]
 
+    def leaders(self, domain: str, exclude: Sequence[str] = ()) -> tuple[str, float]:
+        """The best value on a domain and every method that reaches it, leaving out ``exclude``:
+        ``("CGQL, CGQL-M, CGQL-L and DAC", 8.0)`` where four tie (in the table's order)."""
+        _, value = self.best(domain, exclude)
+        names = [m for m in self.methods if m not in exclude and self.value(domain, m) == value]
+        return (", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]), value
+
     def best(self, domain: str, exclude: Sequence[str] = ()) -> tuple[str, float]:
         """The best method on a domain (first in the table's order on a tie), leaving out ``exclude``."""
         candidates = [m for m in self.methods if m not in exclude]

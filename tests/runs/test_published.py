@@ -61,3 +61,10 @@ def test_report_sets_our_runs_beside_the_published_curve_at_the_same_updates(cur
     html = report.beside_published_html(rows)
     assert html.count("<tr>") == len(rows) + 1 and "50,000: 16 [2, 34]" in html  # FQL at 40,000 meets 50,000
 
+
+
+def test_ties_in_the_paper_table_are_named_together():
+    paper = published.load_paper_table()
+    names, value = paper.leaders("cube-triple-play", exclude=("RQL",))
+    assert value == 8 and names.count(",") + names.count(" and ") >= 3  # four methods tie at 8
+    assert paper.best("cube-triple-play", exclude=("RQL",))[0] in names
