@@ -40,6 +40,7 @@ class SweepPoint:
     success_rates: tuple[float, ...]
     eval_episodes: int
     records: tuple[str, ...]
+    datasets: tuple[str, ...] = ()  # distinct dataset hashes of its seeds: more than one where data were regenerated
 
     @property
     def mean(self) -> float:
@@ -79,7 +80,8 @@ def sweep_points(records: Iterable[Record], setting: Callable[[Record], float], 
         recs = [by_seed[s] for s in sorted(by_seed)]
         points.append(SweepPoint(method, value, step, tuple(r.seed for r in recs),
                                  tuple(dict(r.success_curve)[step] for r in recs),
-                                 min(r.eval_episodes for r in recs), tuple(r.path for r in recs)))
+                                 min(r.eval_episodes for r in recs), tuple(r.path for r in recs),
+                                 tuple(dict.fromkeys(r.dataset_sha256 for r in recs if r.dataset_sha256))))
     return sorted(points, key=lambda p: (_method_rank(p.method), p.setting))
 
 
