@@ -220,10 +220,12 @@ def test_a_group_on_two_generations_of_its_data_says_so():
 
     from rql_lite.runs.records import find_records
 
-    base = [r for r in find_records() if r.method == "RQL" and "scene" in r.task]
-    assert len(base) >= 2
-    first, second = base[0], dc.replace(base[1], dataset_sha256="cd322111c246" + "0" * 52)
-    (one,) = report.summarize([dc.replace(first, seed=0), dc.replace(base[1], seed=1)])
+    base = [r for r in find_records() if r.method == "RQL" and "scene" in r.task][:2]
+    assert len(base) == 2
+    first = dc.replace(base[0], seed=0, dataset_sha256="ec676a14" + "0" * 56)
+    same = dc.replace(base[1], seed=1, dataset_sha256=first.dataset_sha256)
+    other = dc.replace(base[1], seed=1, dataset_sha256="cd322111" + "0" * 56)
+    (one,) = report.summarize([first, same])
     assert len(one.datasets) == 1 and "generations" not in one.describe()
-    (two,) = report.summarize([dc.replace(first, seed=0), dc.replace(second, seed=1)])
+    (two,) = report.summarize([first, other])
     assert len(two.datasets) == 2 and "2 generations of it, hashes ec676a14, cd322111" in two.describe()
