@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from rql_lite.runs.records import Record, default_results_dir, find_records, study_dir
-from rql_lite.runs.report import _method_rank, common_step, confidence_interval
+from rql_lite.runs.report import _method_rank, common_step, confidence_interval, html_table
 
 KSWEEP_TASK = "scene-play-singletask-task1-v0"
 KSWEEP_DIRS = (os.path.join("ogbench-cpu", "scene-task1"), os.path.join("horizon", "scene-ksweep"))
@@ -209,14 +209,10 @@ def run_rows(records: Iterable[Record]) -> list[RunRow]:
 
 def run_rows_html(rows: Sequence[RunRow], short: Callable[[str], str] = lambda task: task) -> str:
     """A table of ``run_rows``: the run, its method and setting (h, alpha, K, networks, value heads), updates
-    reached of planned, success per task (percent, per seed, with the episodes per point) and the wall time per
-    update of one agent, evaluations included."""
-    import html
-
-    pad = "padding:2px 6px;vertical-align:top"
-    head = "".join(f'<th style="{pad};text-align:left">{h}</th>' for h in (
-        "run", "method", "setting", "updates", "success, % per seed (episodes per point)",
-        "best mean on the way (updates)", "ms per agent-update"))
+    reached of planned, success per task (percent, per seed, with the episodes per point), the best mean on the way
+    and the wall time per update of one agent, evaluations included."""
+    head = ("run", "method", "setting", "updates", "success, % per seed (episodes per point)",
+            "best mean on the way (updates)", "ms per agent-update")
     body = []
     for row in rows:
         c = row.config
@@ -225,25 +221,15 @@ def run_rows_html(rows: Sequence[RunRow], short: Callable[[str], str] = lambda t
         success = "; ".join(f"{short(t)}: {_pct(v)}" for t, v in row.success.items()) + f" ({row.eval_episodes})"
         updates = f"{row.steps:,} of {row.target_steps:,}" if row.target_steps > row.steps else f"{row.steps:,}"
         peak = "; ".join(f"{short(t)}: {100 * v:.0f} ({step:,})" for t, (v, step) in row.peak.items())
-        cells = (row.folder, row.method, setting, updates, success, peak, f"{1000 * row.seconds_per_agent_update:.0f}")
-        body.append("<tr>" + "".join(f'<td style="{pad}">{html.escape(x)}</td>' for x in cells) + "</tr>")
-    return (f'<div style="overflow-x:auto"><table class="rql-runs" style="font-size:80%;border-collapse:collapse">'
-            f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>")
+        body.append((row.folder, row.method, setting, updates, success, peak, f"{1000 * row.seconds_per_agent_update:.0f}"))
+    return html_table(head, body, "rql-runs")
 
 
 def sweep_points_html(points: Sequence[SweepPoint], setting_name: str = "K") -> str:
     """The points of a sweep as a table: method, setting, updates, seeds, success in percent (mean with its
     95% interval, and per seed), evaluation episodes per seed."""
-    import html
-
-    pad = "padding:2px 6px;vertical-align:top"
-    head = "".join(f'<th style="{pad};text-align:left">{h}</th>' for h in (
-        "method", setting_name, "updates", "seeds", "success, % [95% CI]", "per seed", "episodes per seed"))
-    body = []
-    for p in points:
-        ci = f" [{100 * p.ci[0]:.0f}, {100 * p.ci[1]:.0f}]" if p.n_seeds > 1 else ""
-        cells = (p.method, f"{p.setting:g}", f"{p.step:,}", str(p.n_seeds), f"{100 * p.mean:.0f}{ci}",
-                 _pct(p.success_rates), str(p.eval_episodes))
-        body.append("<tr>" + "".join(f'<td style="{pad}">{html.escape(x)}</td>' for x in cells) + "</tr>")
-    return (f'<div style="overflow-x:auto"><table class="rql-sweep" style="font-size:80%;border-collapse:collapse">'
-            f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>")
+    head = ("method", setting_name, "updates", "seeds", "success, % [95% CI]", "per seed", "episodes per seed")
+    body = [(p.method, f"{p.setting:g}", f"{p.step:,}", str(p.n_seeds),
+             f"{100 * p.mean:.0f}" + (f" [{100 * p.ci[0]:.0f}, {100 * p.ci[1]:.0f}]" if p.n_seeds > 1 else ""),
+             _pct(p.success_rates), str(p.eval_episodes)) for p in points]
+    return html_table(head, body, "rql-sweep")

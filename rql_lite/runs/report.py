@@ -547,22 +547,24 @@ def beside_published(summaries: Iterable[Summary], curves: dict | None = None) -
     return out
 
 
+def html_table(head: Sequence[str], rows: Iterable[Sequence[str]], css_class: str) -> str:
+    """A plain table of text cells (escaped) in a horizontally scrolling box, the style of the pages' run tables."""
+    pad = "padding:2px 6px;vertical-align:top"
+    top = "".join(f'<th style="{pad};text-align:left">{html.escape(h)}</th>' for h in head)
+    body = "".join("<tr>" + "".join(f'<td style="{pad}">{html.escape(str(c))}</td>' for c in row) + "</tr>" for row in rows)
+    return (f'<div style="overflow-x:auto"><table class="{css_class}" style="font-size:80%;border-collapse:collapse">'
+            f"<thead><tr>{top}</tr></thead><tbody>{body}</tbody></table></div>")
+
+
 def beside_published_html(rows: Sequence[BesidePublished]) -> str:
     """The table of ``beside_published``: ours (updates, per seed, networks), the published mean and seed range
     at the matched step, and at 1M. Success in percent."""
-    pad = "padding:2px 6px;vertical-align:top"
-    head = "".join(f'<th style="{pad};text-align:left">{h}</th>' for h in (
-        "task", "method", "ours: updates", "ours: per seed", "published at the next released step: mean [seed range]",
-        "published at 1M"))
-    body = []
-    for row in rows:
-        s, at, end = row.ours, row.at, row.end
-        cells = (short_task(s.task), s.method, f"{s.steps:,}", ", ".join(f"{100 * v:.0f}" for v in s.success_rates),
-                 f"{at.step:,}: {100 * at.mean:.0f} [{100 * at.range[0]:.0f}, {100 * at.range[1]:.0f}]",
-                 f"{100 * end.mean:.0f} [{100 * end.range[0]:.0f}, {100 * end.range[1]:.0f}]")
-        body.append("<tr>" + "".join(f'<td style="{pad}">{html.escape(c)}</td>' for c in cells) + "</tr>")
-    return (f'<div style="overflow-x:auto"><table class="rql-beside" style="font-size:80%;border-collapse:collapse">'
-            f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>")
+    head = ("task", "method", "ours: updates", "ours: per seed", "published at the next released step: mean [seed range]",
+            "published at 1M")
+    body = [(short_task(r.ours.task), r.ours.method, f"{r.ours.steps:,}", ", ".join(f"{100 * v:.0f}" for v in r.ours.success_rates),
+             f"{r.at.step:,}: {100 * r.at.mean:.0f} [{100 * r.at.range[0]:.0f}, {100 * r.at.range[1]:.0f}]",
+             f"{100 * r.end.mean:.0f} [{100 * r.end.range[0]:.0f}, {100 * r.end.range[1]:.0f}]") for r in rows]
+    return html_table(head, body, "rql-beside")
 
 
 def _group_unfinished(records: Sequence[Record]) -> list[list[Record]]:
